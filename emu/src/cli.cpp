@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "cli.h"
+
+#include <charconv>
+#include <functional>
+#include <limits>
+#include <map>
+
+#include "regs.h"
+
+namespace hmmgpu {
+namespace {
+
+constexpr uint32_t kMaxGpus = 16;
+constexpr uint32_t kMaxVectors = 64;
+constexpr uint64_t kVramAlign = 2ULL << 20;
+
+std::optional<uint64_t> parse_number(const std::string& text) {
+  uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || ptr != end || text.empty()) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<uint32_t> parse_u32(const std::string& text, uint32_t min, uint32_t max) {
+  const std::optional<uint64_t> value = parse_number(text);
+  if (!value || *value < min || *value > max) {
+    return std::nullopt;
+  }
+  return static_cast<uint32_t>(*value);
+}
+
+// What each option does with its argument; false when the argument is invalid.
+using Setter = std::function<bool(Config&, const std::string&)>;
+
+Setter size_setter(uint64_t Config::*field) {
+  return [field](Config& config, const std::string& arg) {
+    const std::optional<uint64_t> size = parse_size(arg);
+    config.*field = size.value_or(0);
+    return size.has_value() && *size > 0;
+  };
+}
+
+Setter u32_setter(uint32_t Config::*field, uint32_t min, uint32_t max) {
+  return [=](Config& config, const std::string& arg) {
+    const std::optional<uint32_t> value = parse_u32(arg, min, max);
+    config.*field = value.value_or(0);
+    return value.has_value();
+  };
+}
+
+const std::map<std::string, Setter>& valued_options() {
+  static const std::map<std::string, Setter> options = {
+      {"--socket-dir",
+       [](Config& c, const std::string& a) {
+         c.socket_dir = a;
+         return !a.empty();
+       }},
+      {"--guest-ram",
+       [](Config& c, const std::string& a) {
+         c.guest_ram = a;
+         return !a.empty();
+       }},
+      {"--guest-ram-size", size_setter(&Config::guest_ram_size)},
+      {"--vram", size_setter(&Config::vram_size)},
+      {"--gpus", u32_setter(&Config::gpus, 1, kMaxGpus)},
+      {"--channels", u32_setter(&Config::channels, 0, regs::kMaxQueues - 1)},
+      {"--vectors", u32_setter(&Config::vectors, 1, kMaxVectors)},
+      {"--crash-after-doorbells",
+       [](Config& c, const std::string& a) {
+         const std::optional<uint64_t> n = parse_number(a);
+         c.crash_after_doorbells = n.value_or(0);
+         return n.has_value() && *n > 0;
+       }},
+  };
+  return options;
+}
+
+std::optional<std::string> validate(const Config& config) {
+  if (config.socket_dir.empty() || config.guest_ram.empty() || config.guest_ram_size == 0) {
+    return "--socket-dir, --guest-ram and --guest-ram-size are required";
+  }
+  if (config.vram_size % kVramAlign != 0) {
+    return "--vram must be a multiple of 2M";
+  }
+  if (config.vectors < 1 + config.channels) {
+    return "--vectors must be at least 1 + --channels";
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<uint64_t> parse_size(const std::string& text) {
+  if (text.empty()) {
+    return std::nullopt;
+  }
+  unsigned shift = 0;
+  std::string digits = text;
+  switch (text.back()) {
+    case 'K':
+    case 'k':
+      shift = 10;
+      break;
+    case 'M':
+    case 'm':
+      shift = 20;
+      break;
+    case 'G':
+    case 'g':
+      shift = 30;
+      break;
+    default:
+      break;
+  }
+  if (shift != 0) {
+    digits.pop_back();
+  }
+  const std::optional<uint64_t> value = parse_number(digits);
+  if (!value || *value > (std::numeric_limits<uint64_t>::max() >> shift)) {
+    return std::nullopt;
+  }
+  return *value << shift;
+}
+
+CliResult parse_cli(const std::vector<std::string>& args) {
+  Config config;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& opt = args[i];
+    if (opt == "--help" || opt == "-h") {
+      return CliHelp{};
+    }
+    if (opt == "--verbose") {
+      config.verbose = true;
+      continue;
+    }
+    const auto it = valued_options().find(opt);
+    if (it == valued_options().end()) {
+      return CliError{"unknown option " + opt};
+    }
+    if (i + 1 >= args.size()) {
+      return CliError{opt + " needs an argument"};
+    }
+    if (!it->second(config, args[++i])) {
+      return CliError{"invalid value for " + opt + ": " + args[i]};
+    }
+  }
+  if (std::optional<std::string> error = validate(config)) {
+    return CliError{*error};
+  }
+  return config;
+}
+
+const char* usage() {
+  return "usage: hmmgpu-emu --socket-dir DIR --guest-ram FILE --guest-ram-size SIZE [options]\n"
+         "Emulated hmmgpu devices, served as ivshmem-doorbell servers at DIR/gpu<i>.sock.\n"
+         "Prints 'ready' once every socket listens; exits 0 on SIGTERM or SIGINT.\n"
+         "  --socket-dir DIR          directory for the sockets\n"
+         "  --guest-ram FILE          the guest's RAM file (QEMU memory-backend-file, share=on)\n"
+         "  --guest-ram-size SIZE     the guest's RAM size (QEMU -m)\n"
+         "  --gpus N                  number of GPUs (default 2, at most 16)\n"
+         "  --vram SIZE               VRAM per GPU, a multiple of 2M (default 256M)\n"
+         "  --channels N              copy-engine channels per GPU (default 2, at most 31)\n"
+         "  --vectors V               MSI-X vectors, >= 1 + channels (default 8, at most 64);\n"
+         "                            must equal the vectors= property given to QEMU\n"
+         "  --verbose                 debug prints on stderr\n"
+         "  --crash-after-doorbells N fault injection: abort() on the N-th doorbell (any GPU)\n"
+         "  --help                    this text\n"
+         "SIZE is bytes, or a number with a K, M or G suffix (binary units).\n"
+         "Exit status: 0 after SIGTERM/SIGINT, 1 on a host error, 2 on a bad command line.\n";
+}
+
+}  // namespace hmmgpu

@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "gpu.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <system_error>
+
+#include "log.h"
+
+namespace hmmgpu {
+
+using regs::DescStatus;
+using regs::FatalError;
+
+namespace {
+
+constexpr int kServerPollMs = 50;  // heartbeat period, well under the 100 ms the SPEC promises
+
+UniqueFd listen_on(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    throw std::system_error(ENAMETOOLONG, std::generic_category(), "socket path " + path);
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd fd(check_sys(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
+  ::unlink(path.c_str());  // a stale socket from an earlier run
+  check_sys(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)),
+            ("bind " + path).c_str());
+  check_sys(::listen(fd.get(), 4), "listen");
+  return fd;
+}
+
+// Sends one ivshmem server message: a little-endian int64, optionally with one fd.
+void send_msg(int sock, int64_t value, int fd) {
+  iovec iov{.iov_base = &value, .iov_len = sizeof(value)};  // x86-64 is little-endian
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  if (fd >= 0) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+  }
+  if (check_sys(::sendmsg(sock, &msg, MSG_NOSIGNAL), "sendmsg") != sizeof(value)) {
+    throw std::system_error(EIO, std::generic_category(), "short sendmsg");
+  }
+}
+
+const char* status_name(DescStatus status) {
+  switch (status) {
+    case DescStatus::kOk:
+      return "ok";
+    case DescStatus::kBadOpcode:
+      return "bad opcode";
+    case DescStatus::kBadFlags:
+      return "reserved flag set";
+    case DescStatus::kBadArg:
+      return "unused argument not zero";
+    case DescStatus::kBadAlign:
+      return "misaligned address";
+    case DescStatus::kBadAddress:
+      return "address outside guest RAM";
+  }
+  return "?";
+}
+
+// Checks what every opcode shares: reserved flags, and that arguments past `used_args` are zero.
+DescStatus check_common(const Descriptor& desc, size_t used_args) {
+  if ((desc.flags & ~regs::kFlagsValidMask) != 0) {
+    return DescStatus::kBadFlags;
+  }
+  for (size_t i = used_args; i < desc.args.size(); ++i) {
+    if (desc.args.at(i) != 0) {
+      return DescStatus::kBadArg;
+    }
+  }
+  return DescStatus::kOk;
+}
+
+}  // namespace
+
+// ---- SharedPage ----
+
+template <typename T>
+std::atomic_ref<T> SharedPage::field(uint32_t off) const {
+  // Offsets are device constants or masked ring slots; this only catches model bugs.
+  if (off % sizeof(T) != 0 || off + sizeof(T) > size_) {
+    std::abort();
+  }
+  return std::atomic_ref<T>(*reinterpret_cast<T*>(base_ + off));
+}
+
+uint32_t SharedPage::load32(uint32_t off, std::memory_order order) const {
+  return field<uint32_t>(off).load(order);
+}
+void SharedPage::store32(uint32_t off, uint32_t value, std::memory_order order) const {
+  field<uint32_t>(off).store(value, order);
+}
+uint64_t SharedPage::load64(uint32_t off, std::memory_order order) const {
+  return field<uint64_t>(off).load(order);
+}
+void SharedPage::store64(uint32_t off, uint64_t value, std::memory_order order) const {
+  field<uint64_t>(off).store(value, order);
+}
+
+// ---- construction, reset ----
+
+Gpu::Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell)
+    : config_(std::move(config)),
+      ram_(ram),
+      on_doorbell_(std::move(on_doorbell)),
+      shm_fd_(make_memfd("hmmgpu-shm", regs::kShmSize)),
+      shm_(shm_fd_.get(), regs::kShmSize),
+      page_(shm_.data(), shm_.size()),
+      vram_fd_(make_memfd("hmmgpu-vram", config_.vram_size)),
+      vram_(vram_fd_.get(), config_.vram_size),
+      stop_fd_(make_eventfd()),
+      queues_(num_queues()) {
+  for (uint32_t v = 0; v < config_.vectors; ++v) {
+    doorbell_fds_.push_back(make_eventfd());
+  }
+  init_identification();
+  reset_locked(/*clear_control=*/true);  // no thread runs yet
+  listen_fd_ = listen_on(config_.socket_path);
+  threads_.emplace_back([this] { server_loop(); });
+  for (uint32_t q = 0; q < num_queues(); ++q) {
+    threads_.emplace_back([this, q] { engine_loop(q); });
+  }
+  log::debug("gpu%u: listening on %s", config_.index, config_.socket_path.c_str());
+}
+
+Gpu::~Gpu() {
+  signal_eventfd(stop_fd_.get());
+  for (std::jthread& thread : threads_) {
+    thread.join();
+  }
+  ::unlink(config_.socket_path.c_str());
+}
+
+void Gpu::init_identification() {
+  std::memcpy(page_.at(regs::reg::kSignature), regs::kSignature.data(), regs::kSignature.size());
+  page_.store32(regs::reg::kVersion, regs::kVersion, std::memory_order_relaxed);
+  page_.store32(regs::reg::kCaps, regs::kCapNop | regs::kCapWrite64, std::memory_order_relaxed);
+  page_.store64(regs::reg::kVramSize, config_.vram_size, std::memory_order_relaxed);
+  page_.store32(regs::reg::kNumQueues, num_queues(), std::memory_order_relaxed);
+  page_.store32(regs::reg::kNumVectors, config_.vectors, std::memory_order_relaxed);
+  page_.store32(regs::reg::kDoorbellPeer, regs::kDoorbellPeer, std::memory_order_relaxed);
+  page_.store32(regs::reg::kNumChannels, config_.channels, std::memory_order_relaxed);
+  page_.store32(regs::reg::kShmSize, regs::kShmSize, std::memory_order_relaxed);
+  page_.store32(regs::reg::kDeviceIndex, config_.index, std::memory_order_relaxed);
+  page_.store32(regs::reg::kDmaBits, regs::kDmaBits, std::memory_order_relaxed);
+  const std::string name = "hmmgpu-emu gpu" + std::to_string(config_.index);
+  std::memcpy(page_.at(regs::reg::kName), name.c_str(),
+              std::min<size_t>(name.size(), regs::reg::kNameSize - 1));
+  for (uint32_t q = 0; q < num_queues(); ++q) {
+    page_.store32(regs::queue_reg(q, regs::qreg::kRingOffset), regs::ring_offset(q),
+                  std::memory_order_relaxed);
+    page_.store32(regs::queue_reg(q, regs::qreg::kRingEntries), regs::kRingEntries,
+                  std::memory_order_relaxed);
+    page_.store32(regs::queue_reg(q, regs::qreg::kVector), q, std::memory_order_relaxed);
+  }
+  // The shm fd is handed to a client only after this, and sendmsg orders these stores.
+}
+
+// SPEC section 6. Caller holds exec_mutex_ exclusively (or no thread runs yet), so no engine is
+// inside a descriptor.
+void Gpu::reset_locked(bool clear_control) {
+  for (uint32_t q = 0; q < num_queues(); ++q) {
+    queues_.at(q) = QueueState{};
+    page_.store32(regs::queue_reg(q, regs::qreg::kHead), 0, std::memory_order_relaxed);
+    page_.store32(regs::queue_reg(q, regs::qreg::kTail), 0, std::memory_order_relaxed);
+    page_.store64(regs::queue_reg(q, regs::qreg::kFence), 0, std::memory_order_relaxed);
+    page_.store32(regs::queue_reg(q, regs::qreg::kErrors), 0, std::memory_order_relaxed);
+  }
+  if (clear_control) {
+    control_ack_ = 0;
+    page_.store32(regs::reg::kControl, 0, std::memory_order_relaxed);
+    page_.store32(regs::reg::kControlSeq, 0, std::memory_order_relaxed);
+    page_.store32(regs::reg::kControlAck, 0, std::memory_order_relaxed);
+  }
+  halted_.store(false, std::memory_order_relaxed);
+  page_.store32(regs::reg::kError, 0, std::memory_order_relaxed);
+  // Release: a driver that sees READY (acquire) also sees the cleared queue registers.
+  page_.store32(regs::reg::kStatus, regs::kStatusReady, std::memory_order_release);
+  log::debug("gpu%u: reset", config_.index);
+}
+
+// Caller holds exec_mutex_ (shared or exclusive). The first fatal error wins.
+void Gpu::halt_locked(FatalError error) {
+  if (halted_.exchange(true)) {
+    return;
+  }
+  page_.store32(regs::reg::kError, static_cast<uint32_t>(error), std::memory_order_relaxed);
+  // Release: a driver that sees HALTED (acquire) also sees ERROR.
+  page_.store32(regs::reg::kStatus, regs::kStatusHalted, std::memory_order_release);
+  log::guest_error("gpu%u: device halted, fatal error %u", config_.index,
+                   static_cast<uint32_t>(error));
+}
+
+// ---- server thread ----
+
+void Gpu::server_loop() {
+  uint64_t heartbeat = 0;
+  while (true) {
+    std::array<pollfd, 3> fds{{{.fd = stop_fd_.get(), .events = POLLIN, .revents = 0},
+                               {.fd = client_fd_.get(), .events = POLLIN, .revents = 0},
+                               {.fd = listen_fd_.get(), .events = POLLIN, .revents = 0}}};
+    const int ret = ::poll(fds.data(), fds.size(), kServerPollMs);
+    // Relaxed: the heartbeat orders nothing, it only has to change.
+    page_.store64(regs::reg::kHeartbeat, ++heartbeat, std::memory_order_relaxed);
+    if (ret < 0 && errno != EINTR) {
+      log::warn("gpu%u: poll: %s", config_.index, std::generic_category().message(errno).c_str());
+    }
+    if (ret <= 0) {
+      continue;
+    }
+    if (fds[0].revents != 0) {
+      return;
+    }
+    // The client first: a disconnect and the next connect seen together must not refuse the new
+    // client.
+    if (fds[1].revents != 0) {
+      std::array<char, 64> buf{};
+      const ssize_t n = ::recv(client_fd_.get(), buf.data(), buf.size(), MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        disconnect_client();
+      }
+    }
+    if (fds[2].revents != 0) {
+      accept_client();
+    }
+  }
+}
+
+void Gpu::accept_client() {
+  UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!fd.valid()) {
+    log::warn("gpu%u: accept: %s", config_.index, std::generic_category().message(errno).c_str());
+    return;
+  }
+  if (client_fd_.valid()) {
+    log::warn("gpu%u: refusing a second client", config_.index);
+    return;  // closes it
+  }
+  try {
+    send_handshake(fd.get());
+  } catch (const std::system_error& err) {
+    log::warn("gpu%u: handshake failed: %s", config_.index, err.what());
+    return;
+  }
+  client_fd_ = std::move(fd);
+  log::debug("gpu%u: client connected", config_.index);
+}
+
+// SPEC section 2.1, steps 1-5.
+void Gpu::send_handshake(int fd) {
+  send_msg(fd, 0, -1);
+  send_msg(fd, regs::kClientPeer, -1);
+  send_msg(fd, -1, shm_fd_.get());
+  for (const UniqueFd& doorbell : doorbell_fds_) {
+    send_msg(fd, regs::kDoorbellPeer, doorbell.get());
+  }
+  std::vector<UniqueFd> irqs;
+  for (uint32_t v = 0; v < config_.vectors; ++v) {
+    irqs.push_back(make_eventfd());
+    send_msg(fd, regs::kClientPeer, irqs.back().get());
+  }
+  const std::unique_lock lock(exec_mutex_);
+  irq_fds_ = std::move(irqs);
+}
+
+void Gpu::disconnect_client() {
+  client_fd_.reset();
+  const std::unique_lock lock(exec_mutex_);
+  irq_fds_.clear();
+  reset_locked(/*clear_control=*/true);
+  log::debug("gpu%u: client disconnected", config_.index);
+}
+
+// ---- engine threads ----
+
+void Gpu::engine_loop(uint32_t queue) {
+  const int doorbell = doorbell_fds_.at(queue).get();
+  while (true) {
+    std::array<pollfd, 2> fds{{{.fd = stop_fd_.get(), .events = POLLIN, .revents = 0},
+                               {.fd = doorbell, .events = POLLIN, .revents = 0}}};
+    if (::poll(fds.data(), fds.size(), -1) < 0) {
+      continue;  // EINTR
+    }
+    if (fds[0].revents != 0) {
+      return;
+    }
+    // Consume the rings before looking at HEAD, so a ring arriving later wakes us again.
+    const uint64_t rings = drain_eventfd(doorbell);
+    if (rings == 0) {
+      continue;
+    }
+    log::debug("gpu%u: doorbell %u", config_.index, queue);
+    on_doorbell_(rings);
+    if (queue == 0) {
+      handle_control();
+    }
+    run_queue(queue);
+  }
+}
+
+// SPEC section 3.3.
+void Gpu::handle_control() {
+  const std::unique_lock lock(exec_mutex_);
+  // Acquire: pairs with the driver's barrier between writing CONTROL and CONTROL_SEQ.
+  const uint32_t seq = page_.load32(regs::reg::kControlSeq, std::memory_order_acquire);
+  if (seq == control_ack_) {
+    return;
+  }
+  const uint32_t control = page_.load32(regs::reg::kControl, std::memory_order_relaxed);
+  if ((control & ~regs::kControlValidMask) != 0) {
+    log::guest_error("gpu%u: reserved CONTROL bits 0x%x", config_.index, control);
+    halt_locked(FatalError::kBadControl);
+  } else if ((control & regs::kControlReset) != 0) {
+    reset_locked(/*clear_control=*/false);
+  }
+  control_ack_ = seq;
+  // Release: a driver that sees the ACK also sees the reset (or the halt).
+  page_.store32(regs::reg::kControlAck, seq, std::memory_order_release);
+}
+
+void Gpu::run_queue(uint32_t queue) {
+  while (step_queue(queue)) {
+  }
+}
+
+// Executes the next published descriptor of `queue`; false when there is none or the device is
+// halted. Holds exec_mutex_ shared for one descriptor, so a reset waits at most for that.
+bool Gpu::step_queue(uint32_t queue) {
+  const std::shared_lock lock(exec_mutex_);
+  if (halted_.load(std::memory_order_relaxed)) {
+    return false;
+  }
+  // Acquire: pairs with the driver's write barrier, so the descriptors before HEAD are visible.
+  const uint32_t head =
+      page_.load32(regs::queue_reg(queue, regs::qreg::kHead), std::memory_order_acquire);
+  const uint32_t tail = queues_.at(queue).tail;  // our copy; the guest cannot move it
+  if (head == tail) {
+    return false;
+  }
+  if (head - tail > regs::kRingEntries) {
+    log::guest_error("gpu%u: queue %u HEAD %u is more than %u past TAIL %u", config_.index, queue,
+                     head, regs::kRingEntries, tail);
+    halt_locked(FatalError::kBadHead);
+    return false;
+  }
+  const uint32_t slot_off =
+      regs::ring_offset(queue) + (tail & (regs::kRingEntries - 1)) * regs::kDescSize;
+  const Descriptor desc = read_descriptor(slot_off);
+  const DescStatus status = execute(queue, desc);
+  if (status != DescStatus::kOk) {
+    log::guest_error("gpu%u: queue %u descriptor %u (opcode 0x%x): %s", config_.index, queue, tail,
+                     desc.opcode, status_name(status));
+  }
+  complete(queue, slot_off, desc, status);
+  return true;
+}
+
+Descriptor Gpu::read_descriptor(uint32_t slot_off) const {
+  // Relaxed: ordered by the acquire load of HEAD. Copied once so validation and execution see
+  // the same values even if the guest rewrites the slot.
+  const uint64_t word0 = page_.load64(slot_off, std::memory_order_relaxed);
+  Descriptor desc;
+  desc.opcode = static_cast<uint16_t>(word0 & 0xffffU);
+  desc.flags = static_cast<uint16_t>((word0 >> 16U) & 0xffffU);
+  desc.seqno = page_.load64(slot_off + regs::desc::kSeqno, std::memory_order_relaxed);
+  for (uint32_t i = 0; i < regs::kDescArgs; ++i) {
+    desc.args.at(i) = page_.load64(slot_off + regs::desc::kArg0 + 8 * i, std::memory_order_relaxed);
+  }
+  return desc;
+}
+
+// SPEC section 4.2: the opcodes, decoded in one place.
+DescStatus Gpu::execute(uint32_t queue, const Descriptor& desc) const {
+  switch (desc.opcode) {
+    case regs::kOpNop:
+      return check_common(desc, 0);
+    case regs::kOpWrite64:
+      return execute_write64(queue, desc);
+    default:
+      return DescStatus::kBadOpcode;
+  }
+}
+
+DescStatus Gpu::execute_write64(uint32_t queue, const Descriptor& desc) const {
+  if (const DescStatus status = check_common(desc, 2); status != DescStatus::kOk) {
+    return status;
+  }
+  const uint64_t addr = desc.args[0];
+  if (addr % sizeof(uint64_t) != 0) {
+    return DescStatus::kBadAlign;
+  }
+  std::byte* target = ram_.translate(addr, sizeof(uint64_t));
+  if (target == nullptr) {
+    return DescStatus::kBadAddress;
+  }
+  // Relaxed: the release store of the descriptor's STATUS publishes it.
+  std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(target))
+      .store(desc.args[1], std::memory_order_relaxed);
+  log::debug("gpu%u: queue %u write64 0x%llx <- 0x%llx", config_.index, queue,
+             static_cast<unsigned long long>(addr), static_cast<unsigned long long>(desc.args[1]));
+  return DescStatus::kOk;
+}
+
+// SPEC section 4.3, in order; every store is a release so each step is visible before the next.
+void Gpu::complete(uint32_t queue, uint32_t slot_off, const Descriptor& desc, DescStatus status) {
+  QueueState& state = queues_.at(queue);
+  page_.store32(slot_off + regs::desc::kStatus, static_cast<uint32_t>(status),
+                std::memory_order_release);  // release: after the operation's own writes
+  if (status != DescStatus::kOk) {
+    page_.store32(regs::queue_reg(queue, regs::qreg::kErrors), ++state.errors,
+                  std::memory_order_release);  // release: after STATUS
+  }
+  page_.store64(regs::queue_reg(queue, regs::qreg::kFence), desc.seqno,
+                std::memory_order_release);  // release: FENCE >= s implies STATUS is visible
+  page_.store32(regs::queue_reg(queue, regs::qreg::kTail), ++state.tail,
+                std::memory_order_release);  // release: after FENCE; frees the slot
+  if ((desc.flags & regs::kFlagIrq) != 0) {
+    raise_irq_locked(queue);
+  }
+}
+
+void Gpu::raise_irq_locked(uint32_t vector) const {
+  if (vector < irq_fds_.size()) {
+    signal_eventfd(irq_fds_[vector].get());  // the write orders after the stores above
+  }
+}
+
+}  // namespace hmmgpu

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0
+// Test side of the ivshmem protocol: a client that behaves like QEMU's ivshmem-doorbell device
+// and a guest driver poking the register page, without a VM.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gpu.h"
+#include "os.h"
+#include "regs.h"
+
+namespace hmmgpu::test {
+
+inline constexpr int kWaitMs = 2000;  // upper bound of every wait; tests never hang
+
+struct Msg {
+  int64_t value = 0;
+  UniqueFd fd;
+};
+
+// One descriptor as the driver writes it.
+struct Desc {
+  uint16_t opcode = regs::kOpNop;
+  uint16_t flags = 0;
+  uint64_t seqno = 0;
+  std::array<uint64_t, regs::kDescArgs> args{};
+};
+
+Desc nop(uint64_t seqno, uint16_t flags = 0);
+Desc write64(uint64_t seqno, uint64_t addr, uint64_t value);
+
+class FakeQemu {
+ public:
+  // Connects to `socket_path` and runs the handshake, checking SPEC section 2.1 to the letter for
+  // `vectors` vectors. Throws std::runtime_error on any deviation.
+  static std::unique_ptr<FakeQemu> connect(const std::string& socket_path, uint32_t vectors);
+  // Connects without reading anything (to test a refused client).
+  static UniqueFd connect_raw(const std::string& socket_path);
+  // Receives one message; throws on EOF, error or after `timeout_ms`.
+  static Msg recv_msg(int sock, int timeout_ms = kWaitMs);
+  // True when the peer closes `sock` within `timeout_ms` without sending anything.
+  static bool closed_without_data(int sock, int timeout_ms = kWaitMs);
+
+  [[nodiscard]] uint32_t reg32(uint32_t off) const;
+  [[nodiscard]] uint64_t reg64(uint32_t off) const;
+  void set_reg32(uint32_t off, uint32_t value) const;
+  [[nodiscard]] uint32_t qreg32(uint32_t queue, uint32_t field) const;
+  [[nodiscard]] uint64_t fence(uint32_t queue) const;
+  [[nodiscard]] size_t shm_size() const { return shm_.size(); }
+  [[nodiscard]] int64_t peer_id() const { return peer_id_; }
+  [[nodiscard]] int socket() const { return sock_.get(); }
+
+  // Rings doorbell vector v (what QEMU does when the guest writes BAR0 Doorbell).
+  void ring(uint32_t vector) const;
+  // Waits for MSI-X vector v and consumes it; false after `timeout_ms`.
+  [[nodiscard]] bool wait_irq(uint32_t vector, int timeout_ms = kWaitMs) const;
+  // Writes descriptors at HEAD, publishes them (release store of HEAD) and rings the doorbell.
+  // Returns the new HEAD.
+  uint32_t submit(uint32_t queue, const std::vector<Desc>& descs);
+  void write_desc(uint32_t queue, uint32_t index, const Desc& desc) const;
+  // Status field of descriptor `index` (free-running) of `queue`.
+  [[nodiscard]] uint32_t desc_status(uint32_t queue, uint32_t index) const;
+  // Polls until TAIL reaches `tail`; false after `timeout_ms`.
+  [[nodiscard]] bool wait_tail(uint32_t queue, uint32_t tail, int timeout_ms = kWaitMs) const;
+  // Polls until a 32-bit register equals `value`; false after `timeout_ms`.
+  [[nodiscard]] bool wait_reg32(uint32_t off, uint32_t value, int timeout_ms = kWaitMs) const;
+  // A control request (SPEC section 3.3); true when acknowledged in time.
+  [[nodiscard]] bool control(uint32_t bits);
+
+ private:
+  FakeQemu() = default;
+
+  UniqueFd sock_;
+  int64_t peer_id_ = -1;
+  UniqueFd shm_fd_;
+  Mapping shm_;
+  SharedPage page_;
+  std::vector<UniqueFd> doorbells_;
+  std::vector<UniqueFd> irqs_;
+  std::vector<uint32_t> heads_;
+  uint32_t control_seq_ = 0;
+};
+
+}  // namespace hmmgpu::test
