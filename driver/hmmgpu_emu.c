@@ -1,0 +1,665 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * hmmgpu: backend for the emulated GPU, hmmgpu-emu behind ivshmem
+ */
+
+/**
+ * DOC: Emulated GPU
+ *
+ * The emulated GPU is an ivshmem-doorbell PCI function (1af4:1110) whose
+ * shared memory (BAR2) starts with the hmmgpu register page; emu/SPEC.md
+ * describes it. Other ivshmem devices are left alone.
+ *
+ * Probe follows the bring-up sequence of the manual: identify and validate
+ * every register before use, map BAR0 (doorbells), enable exactly
+ * NUM_VECTORS MSI-X vectors and bus mastering, request one interrupt per
+ * queue, reset the device, and hand it to the core, which runs a NOP on
+ * queue 0 before /dev/hmmgpuN appears. Everything acquired in probe is
+ * device-managed and released in reverse order after remove.
+ *
+ * Queue q is submitted to through its ring in BAR2: descriptors are written
+ * into free slots, a write barrier orders them before the HEAD store, and
+ * doorbell vector q tells the device. MSI-X vector q signals completions of
+ * flagged descriptors to the core. A halted device is seen in STATUS; a
+ * device whose HEARTBEAT stands still is lost.
+ *
+ * Locking: the core's queue lock serialises every use of a queue's ring
+ * and of &hmmgpu_emu_queue.head; the interrupt handler only reads FENCE.
+ */
+
+#include <linux/dma-mapping.h>
+#include <linux/interrupt.h>
+#include <linux/io.h>
+#include <linux/io-64-nonatomic-lo-hi.h>
+#include <linux/iopoll.h>
+#include <linux/log2.h>
+#include <linux/pci.h>
+#include <linux/slab.h>
+
+#include "hmmgpu_drv.h"
+#include "hmmgpu_regs.h"
+
+#define HMMGPU_EMU_MAX_RING_ENTRIES	SZ_64K
+#define HMMGPU_EMU_MIN_DMA_BITS		32
+
+/**
+ * struct hmmgpu_emu_ident - identification registers, read once at probe
+ * @version: VERSION
+ * @caps: CAPS
+ * @vram_size: VRAM_SIZE
+ * @num_queues: NUM_QUEUES
+ * @num_vectors: NUM_VECTORS
+ * @doorbell_peer: DOORBELL_PEER
+ * @num_channels: NUM_CHANNELS
+ * @shm_size: SHM_SIZE
+ * @device_index: DEVICE_INDEX
+ * @dma_bits: DMA_BITS
+ * @name: NAME
+ */
+struct hmmgpu_emu_ident {
+	u32 version;
+	u32 caps;
+	u64 vram_size;
+	u32 num_queues;
+	u32 num_vectors;
+	u32 doorbell_peer;
+	u32 num_channels;
+	u32 shm_size;
+	u32 device_index;
+	u32 dma_bits;
+	char name[HMMGPU_REG_NAME_LEN];
+};
+
+/**
+ * struct hmmgpu_emu_queue - one hardware queue
+ * @emu: the device
+ * @regs: the queue's register block in BAR2
+ * @ring: the queue's descriptor ring in BAR2
+ * @ring_offset: offset of @ring in BAR2
+ * @entries: descriptors in @ring, a power of two
+ * @head: descriptors written, free-running; stored into HEAD by a kick.
+ *	Protected by the core's queue lock.
+ */
+struct hmmgpu_emu_queue {
+	struct hmmgpu_emu *emu;
+	void __iomem *regs;
+	void __iomem *ring;
+	u32 ring_offset;
+	u32 entries;
+	u32 head;
+};
+
+/**
+ * struct hmmgpu_emu - one emulated GPU
+ * @pdev: its PCI function
+ * @hdev: its core device
+ * @shm: BAR2, SHM_SIZE bytes: register page and rings
+ * @ivshmem: BAR0, QEMU's ivshmem registers
+ * @id: identification registers
+ * @num_queues: entries of @queues
+ * @queues: the hardware queues
+ */
+struct hmmgpu_emu {
+	struct pci_dev *pdev;
+	struct hmmgpu_device *hdev;
+	void __iomem *shm;
+	void __iomem *ivshmem;
+	struct hmmgpu_emu_ident id;
+	unsigned int num_queues;
+	struct hmmgpu_emu_queue queues[] __counted_by(num_queues);
+};
+
+static const u16 hmmgpu_emu_opcodes[] = {
+	[HMMGPU_CMD_NOP] = HMMGPU_OP_NOP,
+};
+
+static struct hmmgpu_emu_queue *to_emu_queue(struct hmmgpu_queue *q)
+{
+	return q->priv;
+}
+
+static void hmmgpu_emu_doorbell(struct hmmgpu_emu *emu, u32 vector)
+{
+	writel(emu->id.doorbell_peer << HMMGPU_DOORBELL_PEER_SHIFT | vector,
+	       emu->ivshmem + HMMGPU_IVSHMEM_DOORBELL);
+}
+
+/* backend operations */
+
+static unsigned int hmmgpu_emu_queue_space(struct hmmgpu_queue *q)
+{
+	struct hmmgpu_emu_queue *eq = to_emu_queue(q);
+	u32 used = eq->head - readl(eq->regs + HMMGPU_QREG_TAIL);
+
+	return used <= eq->entries ? eq->entries - used : 0;
+}
+
+static void hmmgpu_emu_queue_write(struct hmmgpu_queue *q,
+				   const struct hmmgpu_cmd *cmd)
+{
+	struct hmmgpu_emu_queue *eq = to_emu_queue(q);
+	struct hmmgpu_hw_desc desc = {
+		.opcode = cpu_to_le16(hmmgpu_emu_opcodes[cmd->op]),
+		.flags = cpu_to_le16(cmd->flags & HMMGPU_CMD_IRQ ?
+				     HMMGPU_DESC_IRQ : 0),
+		.seqno = cpu_to_le64(cmd->seqno),
+	};
+	u32 slot = eq->head & (eq->entries - 1);
+
+	lockdep_assert_held(&q->lock);
+	memcpy_toio(eq->ring + slot * sizeof(desc), &desc, sizeof(desc));
+	eq->head++;
+}
+
+static void hmmgpu_emu_queue_kick(struct hmmgpu_queue *q)
+{
+	struct hmmgpu_emu_queue *eq = to_emu_queue(q);
+
+	lockdep_assert_held(&q->lock);
+	wmb();	/* descriptors are visible before HEAD (SPEC 4.1) */
+	writel(eq->head, eq->regs + HMMGPU_QREG_HEAD);
+	hmmgpu_emu_doorbell(eq->emu, q->index);
+}
+
+static u64 hmmgpu_emu_queue_fence(struct hmmgpu_queue *q)
+{
+	return readq(to_emu_queue(q)->regs + HMMGPU_QREG_FENCE);
+}
+
+static u32 hmmgpu_emu_queue_errors(struct hmmgpu_queue *q)
+{
+	return readl(to_emu_queue(q)->regs + HMMGPU_QREG_ERRORS);
+}
+
+static int hmmgpu_emu_check(struct hmmgpu_device *hdev)
+{
+	struct hmmgpu_emu *emu = hdev->priv;
+
+	if (!(readl(emu->shm + HMMGPU_REG_STATUS) & HMMGPU_STATUS_HALTED))
+		return 0;
+	dev_err_ratelimited(&emu->pdev->dev, "device halted, ERROR %u\n",
+			    readl(emu->shm + HMMGPU_REG_ERROR));
+	return -EIO;
+}
+
+static bool hmmgpu_emu_alive(struct hmmgpu_device *hdev)
+{
+	struct hmmgpu_emu *emu = hdev->priv;
+	void __iomem *hb = emu->shm + HMMGPU_REG_HEARTBEAT;
+	u64 first = readq(hb);
+	u64 beat;
+
+	return !read_poll_timeout(readq, beat, beat != first,
+				  10 * USEC_PER_MSEC,
+				  3 * HMMGPU_HEARTBEAT_PERIOD_MS * USEC_PER_MSEC,
+				  false, hb);
+}
+
+static const struct hmmgpu_backend_ops hmmgpu_emu_ops = {
+	.name = "emu",
+	.type = HMMGPU_BACKEND_EMU,
+	.queue_space = hmmgpu_emu_queue_space,
+	.queue_write = hmmgpu_emu_queue_write,
+	.queue_kick = hmmgpu_emu_queue_kick,
+	.queue_fence = hmmgpu_emu_queue_fence,
+	.queue_errors = hmmgpu_emu_queue_errors,
+	.check = hmmgpu_emu_check,
+	.alive = hmmgpu_emu_alive,
+};
+
+static irqreturn_t hmmgpu_emu_irq(int irq, void *data)
+{
+	hmmgpu_queue_signal(data);
+	return IRQ_HANDLED;
+}
+
+/* identification */
+
+static void __iomem *hmmgpu_emu_map_regpage(struct pci_dev *pdev)
+{
+	int ret;
+
+	if (!(pci_resource_flags(pdev, HMMGPU_BAR_SHM) & IORESOURCE_MEM) ||
+	    pci_resource_len(pdev, HMMGPU_BAR_SHM) < HMMGPU_REG_PAGE_SIZE) {
+		pci_info(pdev, "no shared memory in BAR2, not an hmmgpu device\n");
+		return IOMEM_ERR_PTR(-ENODEV);
+	}
+	ret = pcim_request_region(pdev, HMMGPU_BAR_SHM, KBUILD_MODNAME);
+	if (ret)
+		return IOMEM_ERR_PTR(ret);
+	return pcim_iomap_range(pdev, HMMGPU_BAR_SHM, 0, HMMGPU_REG_PAGE_SIZE);
+}
+
+static void hmmgpu_emu_read_ident(struct hmmgpu_emu_ident *id,
+				  void __iomem *regs)
+{
+	id->caps = readl(regs + HMMGPU_REG_CAPS);
+	id->vram_size = readq(regs + HMMGPU_REG_VRAM_SIZE);
+	id->num_queues = readl(regs + HMMGPU_REG_NUM_QUEUES);
+	id->num_vectors = readl(regs + HMMGPU_REG_NUM_VECTORS);
+	id->doorbell_peer = readl(regs + HMMGPU_REG_DOORBELL_PEER);
+	id->num_channels = readl(regs + HMMGPU_REG_NUM_CHANNELS);
+	id->shm_size = readl(regs + HMMGPU_REG_SHM_SIZE);
+	id->device_index = readl(regs + HMMGPU_REG_DEVICE_INDEX);
+	id->dma_bits = readl(regs + HMMGPU_REG_DMA_BITS);
+	memcpy_fromio(id->name, regs + HMMGPU_REG_NAME, sizeof(id->name));
+}
+
+/* Return: 0 for an hmmgpu device of a known major version, else -ENODEV. */
+static int hmmgpu_emu_identify(struct pci_dev *pdev, void __iomem *regs,
+			       struct hmmgpu_emu_ident *id)
+{
+	u8 sig[HMMGPU_SIGNATURE_LEN];
+
+	memcpy_fromio(sig, regs + HMMGPU_REG_SIGNATURE, sizeof(sig));
+	if (memcmp(sig, HMMGPU_SIGNATURE, sizeof(sig))) {
+		pci_info(pdev, "no hmmgpu signature in BAR2, not an hmmgpu device\n");
+		return -ENODEV;
+	}
+
+	id->version = readl(regs + HMMGPU_REG_VERSION);
+	if (HMMGPU_VERSION_MAJOR(id->version) != HMMGPU_HW_MAJOR) {
+		pci_info(pdev, "hmmgpu hardware version %u.%u, driver supports %u.x\n",
+			 HMMGPU_VERSION_MAJOR(id->version),
+			 HMMGPU_VERSION_MINOR(id->version), HMMGPU_HW_MAJOR);
+		return -ENODEV;
+	}
+
+	hmmgpu_emu_read_ident(id, regs);
+	return 0;
+}
+
+static int hmmgpu_emu_check_queues(struct pci_dev *pdev,
+				   const struct hmmgpu_emu_ident *id)
+{
+	int msix = pci_msix_vec_count(pdev);
+
+	if (!id->num_queues || id->num_queues > HMMGPU_HW_MAX_QUEUES ||
+	    id->num_queues != 1 + id->num_channels) {
+		pci_err(pdev, "invalid NUM_QUEUES %u with NUM_CHANNELS %u\n",
+			id->num_queues, id->num_channels);
+		return -EIO;
+	}
+	if (id->num_vectors < id->num_queues) {
+		pci_err(pdev, "NUM_VECTORS %u is less than NUM_QUEUES %u\n",
+			id->num_vectors, id->num_queues);
+		return -EIO;
+	}
+	if (msix < 0 || (u32)msix < id->num_vectors) {
+		pci_err(pdev, "device needs %u MSI-X vectors, the function has %d: QEMU's vectors= must match\n",
+			id->num_vectors, msix);
+		return -EIO;
+	}
+	if (id->doorbell_peer > HMMGPU_DOORBELL_PEER_MAX) {
+		pci_err(pdev, "invalid DOORBELL_PEER %u\n", id->doorbell_peer);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int hmmgpu_emu_check_memory(struct pci_dev *pdev,
+				   const struct hmmgpu_emu_ident *id)
+{
+	if (!is_power_of_2(id->shm_size) ||
+	    id->shm_size < HMMGPU_REG_PAGE_SIZE ||
+	    id->shm_size > pci_resource_len(pdev, HMMGPU_BAR_SHM)) {
+		pci_err(pdev, "invalid SHM_SIZE %#x for a BAR2 of %#llx bytes\n",
+			id->shm_size,
+			(u64)pci_resource_len(pdev, HMMGPU_BAR_SHM));
+		return -EIO;
+	}
+	if (!id->vram_size || !IS_ALIGNED(id->vram_size, HMMGPU_VRAM_ALIGN)) {
+		pci_err(pdev, "invalid VRAM_SIZE %#llx\n", id->vram_size);
+		return -EIO;
+	}
+	if (id->dma_bits < HMMGPU_EMU_MIN_DMA_BITS || id->dma_bits > 64) {
+		pci_err(pdev, "invalid DMA_BITS %u\n", id->dma_bits);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int hmmgpu_emu_check_ident(struct pci_dev *pdev,
+				  const struct hmmgpu_emu_ident *id)
+{
+	int ret;
+
+	if (!(id->caps & HMMGPU_HW_CAP_NOP)) {
+		pci_err(pdev, "CAPS %#x lacks CAP_NOP\n", id->caps);
+		return -EIO;
+	}
+	if (!memchr(id->name, 0, sizeof(id->name))) {
+		pci_err(pdev, "NAME is not NUL-terminated\n");
+		return -EIO;
+	}
+	ret = hmmgpu_emu_check_queues(pdev, id);
+	if (ret)
+		return ret;
+	return hmmgpu_emu_check_memory(pdev, id);
+}
+
+/**
+ * hmmgpu_emu_get_ident() - decide whether a PCI function is ours
+ * @pdev: an enabled ivshmem function
+ * @id: out, its validated identification registers
+ *
+ * Return: 0 for a usable hmmgpu device; -ENODEV when the function is not
+ * an hmmgpu device (one informational line is logged); -EIO when it is one
+ * with inconsistent registers; other errors of the PCI core.
+ */
+static int hmmgpu_emu_get_ident(struct pci_dev *pdev,
+				struct hmmgpu_emu_ident *id)
+{
+	void __iomem *regs;
+	int ret;
+
+	regs = hmmgpu_emu_map_regpage(pdev);
+	if (IS_ERR(regs))
+		return PTR_ERR(regs);
+	ret = hmmgpu_emu_identify(pdev, regs, id);
+	if (!ret)
+		ret = hmmgpu_emu_check_ident(pdev, id);
+	pcim_iounmap(pdev, regs);
+	return ret;
+}
+
+/* set-up */
+
+static int hmmgpu_emu_setup_queue(struct hmmgpu_emu *emu, unsigned int i)
+{
+	struct hmmgpu_emu_queue *eq = &emu->queues[i];
+	void __iomem *regs = emu->shm + HMMGPU_REG_QUEUE(i);
+	u32 offset = readl(regs + HMMGPU_QREG_RING_OFFSET);
+	u32 entries = readl(regs + HMMGPU_QREG_RING_ENTRIES);
+	u32 vector = readl(regs + HMMGPU_QREG_VECTOR);
+	u64 end = (u64)offset + (u64)entries * HMMGPU_DESC_SIZE;
+
+	if (!is_power_of_2(entries) || entries > HMMGPU_EMU_MAX_RING_ENTRIES ||
+	    !IS_ALIGNED(offset, HMMGPU_RING_ALIGN) ||
+	    offset < HMMGPU_REG_PAGE_SIZE || end > emu->id.shm_size ||
+	    vector != i) {
+		pci_err(emu->pdev, "queue %u: invalid RING_OFFSET %#x, RING_ENTRIES %u or VECTOR %u\n",
+			i, offset, entries, vector);
+		return -EIO;
+	}
+
+	eq->emu = emu;
+	eq->regs = regs;
+	eq->ring = emu->shm + offset;
+	eq->ring_offset = offset;
+	eq->entries = entries;
+	return 0;
+}
+
+static bool hmmgpu_emu_rings_overlap(const struct hmmgpu_emu_queue *a,
+				     const struct hmmgpu_emu_queue *b)
+{
+	u64 a_end = a->ring_offset + (u64)a->entries * HMMGPU_DESC_SIZE;
+	u64 b_end = b->ring_offset + (u64)b->entries * HMMGPU_DESC_SIZE;
+
+	return a->ring_offset < b_end && b->ring_offset < a_end;
+}
+
+static int hmmgpu_emu_setup_queues(struct hmmgpu_emu *emu)
+{
+	unsigned int i, j;
+	int ret;
+
+	for (i = 0; i < emu->num_queues; i++) {
+		ret = hmmgpu_emu_setup_queue(emu, i);
+		if (ret)
+			return ret;
+		for (j = 0; j < i; j++) {
+			if (hmmgpu_emu_rings_overlap(&emu->queues[i],
+						     &emu->queues[j])) {
+				pci_err(emu->pdev, "rings of queues %u and %u overlap\n",
+					j, i);
+				return -EIO;
+			}
+		}
+	}
+	return 0;
+}
+
+static int hmmgpu_emu_map(struct hmmgpu_emu *emu)
+{
+	struct pci_dev *pdev = emu->pdev;
+	int ret;
+
+	emu->shm = pcim_iomap_range(pdev, HMMGPU_BAR_SHM, 0, emu->id.shm_size);
+	if (IS_ERR(emu->shm))
+		return PTR_ERR(emu->shm);
+
+	if (pci_resource_len(pdev, HMMGPU_BAR_IVSHMEM) < HMMGPU_IVSHMEM_SIZE) {
+		pci_err(pdev, "BAR0 is too small for the ivshmem registers\n");
+		return -EIO;
+	}
+	ret = pcim_request_region(pdev, HMMGPU_BAR_IVSHMEM, KBUILD_MODNAME);
+	if (ret)
+		return ret;
+	emu->ivshmem = pcim_iomap_range(pdev, HMMGPU_BAR_IVSHMEM, 0,
+					HMMGPU_IVSHMEM_SIZE);
+	if (IS_ERR(emu->ivshmem))
+		return PTR_ERR(emu->ivshmem);
+
+	return hmmgpu_emu_setup_queues(emu);
+}
+
+static int hmmgpu_emu_setup_pci(struct hmmgpu_emu *emu)
+{
+	struct pci_dev *pdev = emu->pdev;
+	unsigned int nvec = emu->id.num_vectors;
+	int ret;
+
+	/* No IOMMU in the guest: DMA addresses are guest physical. */
+	ret = dma_set_mask_and_coherent(&pdev->dev,
+					DMA_BIT_MASK(emu->id.dma_bits));
+	if (ret) {
+		pci_err(pdev, "cannot use %u-bit DMA\n", emu->id.dma_bits);
+		return ret;
+	}
+
+	ret = pci_alloc_irq_vectors(pdev, nvec, nvec, PCI_IRQ_MSIX);
+	if (ret < 0) {
+		pci_err(pdev, "cannot enable %u MSI-X vectors: %d\n", nvec, ret);
+		return ret;
+	}
+
+	/* Without bus mastering QEMU drops MSI-X messages silently. */
+	pci_set_master(pdev);
+	return 0;
+}
+
+static void hmmgpu_emu_put_device(void *hdev)
+{
+	hmmgpu_device_put(hdev);
+}
+
+static int hmmgpu_emu_create(struct hmmgpu_emu *emu)
+{
+	struct hmmgpu_device *hdev;
+	unsigned int i;
+	int ret;
+
+	hdev = hmmgpu_device_alloc(&emu->pdev->dev, &hmmgpu_emu_ops,
+				   emu->id.num_channels);
+	if (IS_ERR(hdev))
+		return PTR_ERR(hdev);
+	/* Registered before the interrupts, so put after they are freed. */
+	ret = devm_add_action_or_reset(&emu->pdev->dev, hmmgpu_emu_put_device,
+				       hdev);
+	if (ret)
+		return ret;
+
+	emu->hdev = hdev;
+	hdev->priv = emu;
+	strscpy(hdev->name, emu->id.name);
+	hdev->hw_version = emu->id.version;
+	hdev->caps = HMMGPU_CAP_NOP;
+	hdev->vram_size = emu->id.vram_size;
+	for (i = 0; i < hdev->num_queues; i++)
+		hdev->queues[i].priv = &emu->queues[i];
+	return 0;
+}
+
+static int hmmgpu_emu_request_irqs(struct hmmgpu_emu *emu)
+{
+	struct device *dev = &emu->pdev->dev;
+	struct hmmgpu_queue *q;
+	const char *name;
+	unsigned int i;
+	int irq, ret;
+
+	for (i = 0; i < emu->num_queues; i++) {
+		q = hmmgpu_queue_get(emu->hdev, i);
+		irq = pci_irq_vector(emu->pdev, q->index);
+		if (irq < 0)
+			return irq;
+		name = devm_kasprintf(dev, GFP_KERNEL, "%s-q%u",
+				      dev_name(&emu->hdev->dev), q->index);
+		if (!name)
+			return -ENOMEM;
+		ret = devm_request_irq(dev, irq, hmmgpu_emu_irq, 0, name, q);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/**
+ * hmmgpu_emu_reset() - reset the device through a control request
+ * @emu: the device, with BAR0 and BAR2 mapped
+ *
+ * Stops every queue and zeroes HEAD, TAIL, FENCE and ERRORS (SPEC 6).
+ *
+ * Context: process context, sleeps up to HMMGPU_CONTROL_TIMEOUT_MS.
+ * Return: 0; -ETIMEDOUT when the device did not acknowledge; -EIO when it
+ * is not ready afterwards.
+ */
+static int hmmgpu_emu_reset(struct hmmgpu_emu *emu)
+{
+	void __iomem *shm = emu->shm;
+	u32 seq = readl(shm + HMMGPU_REG_CONTROL_SEQ) + 1;
+	u32 ack, status;
+	unsigned int i;
+	int ret;
+
+	writel(HMMGPU_CONTROL_RESET, shm + HMMGPU_REG_CONTROL);
+	writel(seq, shm + HMMGPU_REG_CONTROL_SEQ);
+	hmmgpu_emu_doorbell(emu, 0);
+	ret = readl_poll_timeout(shm + HMMGPU_REG_CONTROL_ACK, ack, ack == seq,
+				 USEC_PER_MSEC,
+				 HMMGPU_CONTROL_TIMEOUT_MS * USEC_PER_MSEC);
+	writel(0, shm + HMMGPU_REG_CONTROL);
+	if (ret) {
+		pci_err(emu->pdev, "reset not acknowledged within %u ms (CONTROL_ACK %u, CONTROL_SEQ %u); is hmmgpu-emu running?\n",
+			HMMGPU_CONTROL_TIMEOUT_MS, ack, seq);
+		return -ETIMEDOUT;
+	}
+
+	status = readl(shm + HMMGPU_REG_STATUS);
+	if ((status & (HMMGPU_STATUS_READY | HMMGPU_STATUS_HALTED)) !=
+	    HMMGPU_STATUS_READY) {
+		pci_err(emu->pdev, "not ready after reset: STATUS %#x, ERROR %u\n",
+			status, readl(shm + HMMGPU_REG_ERROR));
+		return -EIO;
+	}
+
+	for (i = 0; i < emu->num_queues; i++)
+		emu->queues[i].head = 0;
+	return 0;
+}
+
+static int hmmgpu_emu_probe(struct pci_dev *pdev,
+			    const struct pci_device_id *ent)
+{
+	struct hmmgpu_emu_ident id;
+	struct hmmgpu_emu *emu;
+	int ret;
+
+	ret = pcim_enable_device(pdev);
+	if (ret)
+		return ret;
+	ret = hmmgpu_emu_get_ident(pdev, &id);
+	if (ret)
+		return ret;
+
+	emu = devm_kzalloc(&pdev->dev, struct_size(emu, queues, id.num_queues),
+			   GFP_KERNEL);
+	if (!emu)
+		return -ENOMEM;
+	emu->num_queues = id.num_queues;
+	emu->pdev = pdev;
+	emu->id = id;
+
+	ret = hmmgpu_emu_map(emu);
+	if (ret)
+		return ret;
+	ret = hmmgpu_emu_setup_pci(emu);
+	if (ret)
+		return ret;
+	ret = hmmgpu_emu_create(emu);
+	if (ret)
+		return ret;
+	ret = hmmgpu_emu_request_irqs(emu);
+	if (ret)
+		return ret;
+	ret = hmmgpu_emu_reset(emu);
+	if (ret)
+		return ret;
+	ret = hmmgpu_device_register(emu->hdev);
+	if (ret)
+		return ret;
+
+	pci_set_drvdata(pdev, emu);
+	return 0;
+}
+
+static void hmmgpu_emu_remove(struct pci_dev *pdev)
+{
+	struct hmmgpu_emu *emu = pci_get_drvdata(pdev);
+
+	hmmgpu_device_unregister(emu->hdev);
+	/* Stop the engines before the interrupts and the device go away. */
+	hmmgpu_emu_reset(emu);
+}
+
+static void hmmgpu_emu_shutdown(struct pci_dev *pdev)
+{
+	struct hmmgpu_emu *emu = pci_get_drvdata(pdev);
+
+	if (emu)
+		hmmgpu_emu_reset(emu);
+}
+
+static const struct pci_device_id hmmgpu_emu_ids[] = {
+	{ PCI_DEVICE(HMMGPU_EMU_VENDOR_ID, HMMGPU_EMU_DEVICE_ID) },
+	{ }
+};
+MODULE_DEVICE_TABLE(pci, hmmgpu_emu_ids);
+
+static struct pci_driver hmmgpu_emu_driver = {
+	.name = KBUILD_MODNAME,
+	.id_table = hmmgpu_emu_ids,
+	.probe = hmmgpu_emu_probe,
+	.remove = hmmgpu_emu_remove,
+	.shutdown = hmmgpu_emu_shutdown,
+};
+
+/**
+ * hmmgpu_emu_init() - register the PCI driver
+ *
+ * Return: 0 or -errno.
+ */
+int hmmgpu_emu_init(void)
+{
+	return pci_register_driver(&hmmgpu_emu_driver);
+}
+
+/**
+ * hmmgpu_emu_exit() - unregister the PCI driver, removing its devices
+ */
+void hmmgpu_emu_exit(void)
+{
+	pci_unregister_driver(&hmmgpu_emu_driver);
+}

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * hmmgpu: module entry points and parameters
+ */
+
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/printk.h>
+#include <linux/sizes.h>
+
+#include "hmmgpu_drv.h"
+
+#define HMMGPU_VERSION			"0.1.0"
+#define HMMGPU_FENCE_TIMEOUT_MAX_MS	600000U
+
+unsigned int hmmgpu_fence_timeout_ms = 5000;
+module_param_named(fence_timeout_ms, hmmgpu_fence_timeout_ms, uint, 0644);
+MODULE_PARM_DESC(fence_timeout_ms,
+		 "Time a job may take before its device is declared hung, in ms; writable at run time (default 5000)");
+
+unsigned int hmmgpu_sysram_devices;
+module_param_named(sysram_devices, hmmgpu_sysram_devices, uint, 0444);
+MODULE_PARM_DESC(sysram_devices,
+		 "Number of devices backed by system RAM to create at load (default 0)");
+
+unsigned int hmmgpu_sysram_vram_mb = 64;
+module_param_named(sysram_vram_mb, hmmgpu_sysram_vram_mb, uint, 0444);
+MODULE_PARM_DESC(sysram_vram_mb,
+		 "VRAM of each sysram device in MiB, a multiple of 2 (default 64)");
+
+unsigned int hmmgpu_sysram_channels = 2;
+module_param_named(sysram_channels, hmmgpu_sysram_channels, uint, 0444);
+MODULE_PARM_DESC(sysram_channels,
+		 "Copy-engine channels of each sysram device, 0..31 (default 2)");
+
+static bool hmmgpu_params_valid(void)
+{
+	if (hmmgpu_fence_timeout_ms < 1 ||
+	    hmmgpu_fence_timeout_ms > HMMGPU_FENCE_TIMEOUT_MAX_MS) {
+		pr_err("fence_timeout_ms must be 1..%u\n",
+		       HMMGPU_FENCE_TIMEOUT_MAX_MS);
+		return false;
+	}
+	if (hmmgpu_sysram_devices > HMMGPU_MAX_DEVICES) {
+		pr_err("sysram_devices must be at most %u\n", HMMGPU_MAX_DEVICES);
+		return false;
+	}
+	if (!hmmgpu_sysram_vram_mb || hmmgpu_sysram_vram_mb % 2 ||
+	    hmmgpu_sysram_vram_mb > SZ_1M) {
+		pr_err("sysram_vram_mb must be an even number of MiB, 2..%u\n",
+		       SZ_1M);
+		return false;
+	}
+	if (hmmgpu_sysram_channels >= HMMGPU_MAX_QUEUES) {
+		pr_err("sysram_channels must be 0..%u\n", HMMGPU_MAX_QUEUES - 1);
+		return false;
+	}
+	return true;
+}
+
+static int __init hmmgpu_init(void)
+{
+	int ret;
+
+	if (!hmmgpu_params_valid())
+		return -EINVAL;
+
+	ret = hmmgpu_core_init();
+	if (ret)
+		return ret;
+	ret = hmmgpu_emu_init();
+	if (ret)
+		goto err_core_exit;
+	ret = hmmgpu_sysram_init();
+	if (ret)
+		goto err_emu_exit;
+	return 0;
+
+err_emu_exit:
+	hmmgpu_emu_exit();
+err_core_exit:
+	hmmgpu_core_exit();
+	return ret;
+}
+module_init(hmmgpu_init);
+
+static void __exit hmmgpu_exit(void)
+{
+	hmmgpu_sysram_exit();
+	hmmgpu_emu_exit();
+	hmmgpu_core_exit();
+}
+module_exit(hmmgpu_exit);
+
+MODULE_DESCRIPTION("hmmgpu: GPU memory manager over HMM, emulated and sysram devices");
+MODULE_AUTHOR("The hmmgpu authors");
+MODULE_LICENSE("GPL");
+MODULE_VERSION(HMMGPU_VERSION);

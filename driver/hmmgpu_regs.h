@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * hmmgpu: registers and descriptors of the emulated GPU
+ *
+ * Transcribed from emu/SPEC.md, version 1.0, which is the only contract
+ * between the device and this driver. Section numbers refer to it.
+ */
+#ifndef _HMMGPU_REGS_H
+#define _HMMGPU_REGS_H
+
+#include <linux/bits.h>
+#include <linux/build_bug.h>
+#include <linux/sizes.h>
+#include <linux/types.h>
+
+#define HMMGPU_EMU_VENDOR_ID		0x1af4	/* PCI_VENDOR_ID_REDHAT_QUMRANET */
+#define HMMGPU_EMU_DEVICE_ID		0x1110	/* ivshmem */
+
+/* Section 2.2: BARs. */
+#define HMMGPU_BAR_IVSHMEM		0
+#define HMMGPU_BAR_SHM			2
+
+/* Section 2.2: BAR0, QEMU's ivshmem registers. */
+#define HMMGPU_IVSHMEM_DOORBELL		0x0c
+#define HMMGPU_IVSHMEM_SIZE		0x10
+#define HMMGPU_DOORBELL_PEER_SHIFT	16
+#define HMMGPU_DOORBELL_PEER_MAX	0xffff
+
+/* Section 3.1: identification (RO). */
+#define HMMGPU_REG_SIGNATURE		0x000
+#define HMMGPU_REG_VERSION		0x008
+#define HMMGPU_REG_CAPS			0x00c
+#define HMMGPU_REG_VRAM_SIZE		0x010
+#define HMMGPU_REG_NUM_QUEUES		0x018
+#define HMMGPU_REG_NUM_VECTORS		0x01c
+#define HMMGPU_REG_DOORBELL_PEER	0x020
+#define HMMGPU_REG_NUM_CHANNELS		0x024
+#define HMMGPU_REG_SHM_SIZE		0x028
+#define HMMGPU_REG_DEVICE_INDEX		0x02c
+#define HMMGPU_REG_DMA_BITS		0x030
+#define HMMGPU_REG_NAME			0x040
+#define HMMGPU_REG_NAME_LEN		32
+
+#define HMMGPU_SIGNATURE		"HMMGPU\0\0"
+#define HMMGPU_SIGNATURE_LEN		8
+#define HMMGPU_VERSION_MAJOR(v)		((v) >> 16)
+#define HMMGPU_VERSION_MINOR(v)		((v) & 0xffff)
+#define HMMGPU_HW_MAJOR			1
+
+#define HMMGPU_HW_CAP_NOP		BIT(0)
+#define HMMGPU_HW_CAP_WRITE64		BIT(1)
+
+#define HMMGPU_HW_MAX_QUEUES		32
+#define HMMGPU_VRAM_ALIGN		SZ_2M
+
+/* Section 3.2: status (RO). */
+#define HMMGPU_REG_STATUS		0x080
+#define HMMGPU_STATUS_READY		BIT(0)
+#define HMMGPU_STATUS_HALTED		BIT(1)
+#define HMMGPU_REG_ERROR		0x084
+#define HMMGPU_REG_CONTROL_ACK		0x088
+#define HMMGPU_REG_HEARTBEAT		0x090
+#define HMMGPU_HEARTBEAT_PERIOD_MS	100
+
+/* Section 3.3: control (RW). */
+#define HMMGPU_REG_CONTROL		0x0c0
+#define HMMGPU_CONTROL_RESET		BIT(0)
+#define HMMGPU_REG_CONTROL_SEQ		0x0c4
+#define HMMGPU_CONTROL_TIMEOUT_MS	1000
+
+#define HMMGPU_REG_PAGE_SIZE		SZ_4K
+
+/* Section 3.4: queue registers, a 64-byte block per queue. */
+#define HMMGPU_REG_QUEUE(q)		(0x100 + 0x40 * (q))
+#define HMMGPU_QREG_RING_OFFSET		0x00
+#define HMMGPU_QREG_RING_ENTRIES	0x04
+#define HMMGPU_QREG_HEAD		0x08
+#define HMMGPU_QREG_TAIL		0x0c
+#define HMMGPU_QREG_FENCE		0x10
+#define HMMGPU_QREG_ERRORS		0x18
+#define HMMGPU_QREG_VECTOR		0x1c
+
+#define HMMGPU_RING_ALIGN		64
+
+/* Section 4.2: descriptors. */
+#define HMMGPU_OP_NOP			0x00
+#define HMMGPU_OP_WRITE64		0x01
+#define HMMGPU_DESC_IRQ			BIT(0)
+
+/**
+ * struct hmmgpu_hw_desc - a ring descriptor as the device reads it
+ * @opcode: HMMGPU_OP_*
+ * @flags: HMMGPU_DESC_* bits
+ * @status: written by the device on completion, 0 on success
+ * @seqno: stored into the queue's FENCE on completion
+ * @arg: opcode arguments, unused ones zero
+ */
+struct hmmgpu_hw_desc {
+	__le16 opcode;
+	__le16 flags;
+	__le32 status;
+	__le64 seqno;
+	__le64 arg[6];
+};
+
+#define HMMGPU_DESC_SIZE		64
+static_assert(sizeof(struct hmmgpu_hw_desc) == HMMGPU_DESC_SIZE);
+
+#endif /* _HMMGPU_REGS_H */
