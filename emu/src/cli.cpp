@@ -137,15 +137,23 @@ CliResult parse_cli(const std::vector<std::string>& args) {
       config.verbose = true;
       continue;
     }
-    const auto it = valued_options().find(opt);
+    // Both "--opt value" and "--opt=value".
+    const size_t eq = opt.find('=');
+    const std::string name = opt.substr(0, eq);
+    const auto it = valued_options().find(name);
     if (it == valued_options().end()) {
-      return CliError{"unknown option " + opt};
+      return CliError{"unknown option " + name};
     }
-    if (i + 1 >= args.size()) {
+    std::string value;
+    if (eq != std::string::npos) {
+      value = opt.substr(eq + 1);
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
       return CliError{opt + " needs an argument"};
     }
-    if (!it->second(config, args[++i])) {
-      return CliError{"invalid value for " + opt + ": " + args[i]};
+    if (!it->second(config, value)) {
+      return CliError{"invalid value for " + name + ": " + value};
     }
   }
   if (std::optional<std::string> error = validate(config)) {
@@ -169,7 +177,8 @@ const char* usage() {
          "  --verbose                 debug prints on stderr\n"
          "  --crash-after-doorbells N fault injection: abort() on the N-th doorbell (any GPU)\n"
          "  --help                    this text\n"
-         "SIZE is bytes, or a number with a K, M or G suffix (binary units).\n"
+         "SIZE is bytes, or a number with a K, M or G suffix (binary units). Options also\n"
+         "take their value as --option=VALUE.\n"
          "Exit status: 0 after SIGTERM/SIGINT, 1 on a host error, 2 on a bad command line.\n";
 }
 

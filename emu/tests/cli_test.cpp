@@ -67,6 +67,19 @@ TEST(Cli, DefaultsAndOptions) {
   EXPECT_EQ(c.guest_ram_size, 1ULL << 30);
 }
 
+// Options also take their value GNU-style, as --option=VALUE.
+TEST(Cli, EqualsForm) {
+  const CliResult r = parse({"--gpus=3", "--vram=64M", "--crash-after-doorbells=9"});
+  ASSERT_TRUE(std::holds_alternative<Config>(r));
+  const auto& c = std::get<Config>(r);
+  EXPECT_EQ(c.gpus, 3U);
+  EXPECT_EQ(c.vram_size, 64ULL << 20);
+  EXPECT_EQ(c.crash_after_doorbells, 9U);
+  EXPECT_TRUE(std::holds_alternative<CliError>(parse({"--gpus="})));
+  EXPECT_TRUE(std::holds_alternative<CliError>(parse({"--bogus=1"})));
+  EXPECT_TRUE(std::holds_alternative<CliError>(parse({"--verbose=1"})));
+}
+
 // Invalid command lines are errors.
 TEST(Cli, Errors) {
   for (const std::vector<std::string>& extra :
