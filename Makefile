@@ -1,0 +1,71 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# hmmgpu top-level make targets. Each one installs what it needs first.
+#
+#   make          build the emulator, tests and samples; the module too when
+#                 the running kernel's headers are installed
+#   make test     build the debug test kernel (cached), everything else, and
+#                 run every test (host and VM); non-zero on any failure
+#   make demo     build the fast kernel and run a sample in the VM
+#   make deps     install the Debian packages the project needs
+#   make kernel   build (or find in the cache) the FLAVOR test kernel
+#   make module   build hmmgpu.ko against the FLAVOR test kernel
+#   make clean    remove build/ (the kernel cache stays)
+
+FLAVOR ?= debug
+BUILD  ?= build
+JOBS   ?= $(shell nproc)
+CMAKE_BUILD_TYPE ?= RelWithDebInfo
+
+KERNEL_DIR = $(shell vm/build-kernel --flavor $(FLAVOR) --quiet | tail -n 1)
+HOST_KDIR ?= /lib/modules/$(shell uname -r)/build
+MODULE_DIR = $(BUILD)/module-$(FLAVOR)
+
+.PHONY: all deps kernel build configure module module-host test demo clean
+
+all: build module-host
+
+deps:
+	@scripts/install-deps
+
+kernel: deps
+	@vm/build-kernel --flavor $(FLAVOR) >/dev/null
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(CMAKE_BUILD_TYPE) \
+		-DHMMGPU_VM_FLAVOR=$(FLAVOR)
+
+configure: $(BUILD)/CMakeCache.txt
+	cmake -S . -B $(BUILD) -DHMMGPU_VM_FLAVOR=$(FLAVOR) >/dev/null
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The module and the test-only modules, built out of tree in their own
+# directory per flavor (a KASAN kernel needs its own build).
+module: kernel
+	@mkdir -p $(MODULE_DIR)
+	@rsync -a --delete --exclude-from=driver/.gitignore driver/ $(MODULE_DIR)/hmmgpu/
+	@rsync -a --delete tests/vm/bugmod/ $(MODULE_DIR)/bugmod/
+	$(MAKE) -C $(KERNEL_DIR)/linux M=$(abspath $(MODULE_DIR)/hmmgpu) W=1 modules
+	$(MAKE) -C $(KERNEL_DIR)/linux M=$(abspath $(MODULE_DIR)/bugmod) modules
+	@cp $(MODULE_DIR)/hmmgpu/hmmgpu.ko $(MODULE_DIR)/bugmod/bugmod.ko $(MODULE_DIR)/
+
+module-host:
+	@if [ -d $(HOST_KDIR) ]; then \
+		$(MAKE) -C driver KDIR=$(HOST_KDIR); \
+	else \
+		echo "note: no headers for the running kernel in $(HOST_KDIR);" \
+		     "hmmgpu.ko is built against the test kernel by 'make test'"; \
+	fi
+
+test: deps kernel build module
+	cd $(BUILD) && ctest --output-on-failure --timeout 1800
+
+demo: FLAVOR = fast
+demo: deps kernel build module
+	vm/run --flavor fast --hmmgpu-params sysram_devices=1 -- $(BUILD)/samples/hmmgpu-devices
+
+clean:
+	rm -rf $(BUILD)
+	$(MAKE) -C driver clean 2>/dev/null || true
