@@ -69,6 +69,11 @@ const std::map<std::string, Setter>& valued_options() {
       {"--gpus", u32_setter(&Config::gpus, 1, kMaxGpus)},
       {"--channels", u32_setter(&Config::channels, 0, regs::kMaxQueues - 1)},
       {"--vectors", u32_setter(&Config::vectors, 1, kMaxVectors)},
+      {"--control",
+       [](Config& c, const std::string& a) {
+         c.control_file = a;
+         return !a.empty();
+       }},
       {"--crash-after-doorbells",
        [](Config& c, const std::string& a) {
          const std::optional<uint64_t> n = parse_number(a);
@@ -176,10 +181,15 @@ const char* usage() {
          "                            must equal the vectors= property given to QEMU\n"
          "  --verbose                 debug prints on stderr\n"
          "  --crash-after-doorbells N fault injection: abort() on the N-th doorbell (any GPU)\n"
+         "  --control FILE            fault injection and device loss: execute the commands\n"
+         "                            appended to FILE (created when missing), acknowledge\n"
+         "                            in FILE.ack: fail-copies GPU N, fail-vram GPU START END,\n"
+         "                            clear GPU, hang GPU, unhang GPU, exit (SPEC 8.1)\n"
          "  --help                    this text\n"
          "SIZE is bytes, or a number with a K, M or G suffix (binary units). Options also\n"
          "take their value as --option=VALUE.\n"
-         "Exit status: 0 after SIGTERM/SIGINT, 1 on a host error, 2 on a bad command line.\n";
+         "Exit status: 0 after SIGTERM/SIGINT, 1 on a host error, 2 on a bad command line,\n"
+         "3 after the control command exit.\n";
 }
 
 }  // namespace hmmgpu

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -22,6 +23,7 @@ using regs::FatalError;
 namespace {
 
 constexpr int kServerPollMs = 50;  // heartbeat period, well under the 100 ms the SPEC promises
+constexpr int kHungPollMs = 10;    // how often a hung engine looks for unhang
 
 UniqueFd listen_on(const std::string& path) {
   sockaddr_un addr{};
@@ -73,6 +75,14 @@ const char* status_name(DescStatus status) {
       return "misaligned address";
     case DescStatus::kBadAddress:
       return "address outside guest RAM";
+    case DescStatus::kBadVram:
+      return "range outside VRAM";
+    case DescStatus::kBadPeer:
+      return "bad peer index";
+    case DescStatus::kOverlap:
+      return "source and destination overlap";
+    case DescStatus::kInjected:
+      return "injected copy failure";
   }
   return "?";
 }
@@ -118,7 +128,7 @@ void SharedPage::store64(uint32_t off, uint64_t value, std::memory_order order) 
 
 // ---- construction, reset ----
 
-Gpu::Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell)
+Gpu::Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell, PeerLookup peers)
     : config_(std::move(config)),
       ram_(ram),
       on_doorbell_(std::move(on_doorbell)),
@@ -128,6 +138,7 @@ Gpu::Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell)
       vram_fd_(make_memfd("hmmgpu-vram", config_.vram_size)),
       vram_(vram_fd_.get(), config_.vram_size),
       stop_fd_(make_eventfd()),
+      peers_(std::move(peers)),
       queues_(num_queues()) {
   for (uint32_t v = 0; v < config_.vectors; ++v) {
     doorbell_fds_.push_back(make_eventfd());
@@ -143,17 +154,23 @@ Gpu::Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell)
 }
 
 Gpu::~Gpu() {
+  stop();
+  ::unlink(config_.socket_path.c_str());
+}
+
+void Gpu::stop() {
   signal_eventfd(stop_fd_.get());
   for (std::jthread& thread : threads_) {
-    thread.join();
+    if (thread.joinable()) {
+      thread.join();
+    }
   }
-  ::unlink(config_.socket_path.c_str());
 }
 
 void Gpu::init_identification() {
   std::memcpy(page_.at(regs::reg::kSignature), regs::kSignature.data(), regs::kSignature.size());
   page_.store32(regs::reg::kVersion, regs::kVersion, std::memory_order_relaxed);
-  page_.store32(regs::reg::kCaps, regs::kCapNop | regs::kCapWrite64, std::memory_order_relaxed);
+  page_.store32(regs::reg::kCaps, regs::kCapsImplemented, std::memory_order_relaxed);
   page_.store64(regs::reg::kVramSize, config_.vram_size, std::memory_order_relaxed);
   page_.store32(regs::reg::kNumQueues, num_queues(), std::memory_order_relaxed);
   page_.store32(regs::reg::kNumVectors, config_.vectors, std::memory_order_relaxed);
@@ -219,8 +236,10 @@ void Gpu::server_loop() {
                                {.fd = client_fd_.get(), .events = POLLIN, .revents = 0},
                                {.fd = listen_fd_.get(), .events = POLLIN, .revents = 0}}};
     const int ret = ::poll(fds.data(), fds.size(), kServerPollMs);
-    // Relaxed: the heartbeat orders nothing, it only has to change.
-    page_.store64(regs::reg::kHeartbeat, ++heartbeat, std::memory_order_relaxed);
+    if (!hung()) {  // a hung GPU's heart stops (SPEC 8.1)
+      // Relaxed: the heartbeat orders nothing, it only has to change.
+      page_.store64(regs::reg::kHeartbeat, ++heartbeat, std::memory_order_relaxed);
+    }
     if (ret < 0 && errno != EINTR) {
       log::warn("gpu%u: poll: %s", config_.index, std::generic_category().message(errno).c_str());
     }
@@ -294,7 +313,27 @@ void Gpu::disconnect_client() {
 
 void Gpu::engine_loop(uint32_t queue) {
   const int doorbell = doorbell_fds_.at(queue).get();
+  bool was_hung = false;
   while (true) {
+    if (hung()) {
+      // SPEC 8.1: execute nothing and leave the doorbells pending until unhang.
+      was_hung = true;
+      pollfd stop{.fd = stop_fd_.get(), .events = POLLIN, .revents = 0};
+      if (::poll(&stop, 1, kHungPollMs) > 0) {
+        return;
+      }
+      continue;
+    }
+    if (was_hung) {
+      // Resume where we stopped: work published while hung (or cut short by the hang) may have
+      // had its doorbell consumed before the hang.
+      was_hung = false;
+      if (queue == 0) {
+        handle_control();
+      }
+      was_hung = !run_queue(queue);
+      continue;
+    }
     std::array<pollfd, 2> fds{{{.fd = stop_fd_.get(), .events = POLLIN, .revents = 0},
                                {.fd = doorbell, .events = POLLIN, .revents = 0}}};
     if (::poll(fds.data(), fds.size(), -1) < 0) {
@@ -302,6 +341,9 @@ void Gpu::engine_loop(uint32_t queue) {
     }
     if (fds[0].revents != 0) {
       return;
+    }
+    if (hung()) {
+      continue;  // the ring stays pending
     }
     // Consume the rings before looking at HEAD, so a ring arriving later wakes us again.
     const uint64_t rings = drain_eventfd(doorbell);
@@ -313,7 +355,7 @@ void Gpu::engine_loop(uint32_t queue) {
     if (queue == 0) {
       handle_control();
     }
-    run_queue(queue);
+    was_hung = !run_queue(queue);
   }
 }
 
@@ -337,41 +379,50 @@ void Gpu::handle_control() {
   page_.store32(regs::reg::kControlAck, seq, std::memory_order_release);
 }
 
-void Gpu::run_queue(uint32_t queue) {
-  while (step_queue(queue)) {
+bool Gpu::run_queue(uint32_t queue) {
+  Step step = Step::kMore;
+  while ((step = step_queue(queue)) == Step::kMore) {
   }
+  return step != Step::kHung;
 }
 
-// Executes the next published descriptor of `queue`; false when there is none or the device is
-// halted. Holds exec_mutex_ shared for one descriptor, so a reset waits at most for that.
-bool Gpu::step_queue(uint32_t queue) {
+// Executes the next published descriptor of `queue`: kMore when it did, kIdle when there is none
+// or the device is halted, kHung when the GPU is hung (SPEC 8.1). Holds exec_mutex_ shared for
+// one descriptor, so a reset waits at most for that.
+Gpu::Step Gpu::step_queue(uint32_t queue) {
   const std::shared_lock lock(exec_mutex_);
+  if (hung()) {
+    return Step::kHung;
+  }
   if (halted_.load(std::memory_order_relaxed)) {
-    return false;
+    return Step::kIdle;
   }
   // Acquire: pairs with the driver's write barrier, so the descriptors before HEAD are visible.
   const uint32_t head =
       page_.load32(regs::queue_reg(queue, regs::qreg::kHead), std::memory_order_acquire);
   const uint32_t tail = queues_.at(queue).tail;  // our copy; the guest cannot move it
   if (head == tail) {
-    return false;
+    return Step::kIdle;
   }
   if (head - tail > regs::kRingEntries) {
     log::guest_error("gpu%u: queue %u HEAD %u is more than %u past TAIL %u", config_.index, queue,
                      head, regs::kRingEntries, tail);
     halt_locked(FatalError::kBadHead);
-    return false;
+    return Step::kIdle;
   }
   const uint32_t slot_off =
       regs::ring_offset(queue) + (tail & (regs::kRingEntries - 1)) * regs::kDescSize;
   const Descriptor desc = read_descriptor(slot_off);
-  const DescStatus status = execute(queue, desc);
-  if (status != DescStatus::kOk) {
+  const DescStatus status = execute(queue, slot_off, desc);
+  if (status == DescStatus::kInjected) {
+    log::debug("gpu%u: queue %u descriptor %u: %s", config_.index, queue, tail,
+               status_name(status));
+  } else if (status != DescStatus::kOk) {
     log::guest_error("gpu%u: queue %u descriptor %u (opcode 0x%x): %s", config_.index, queue, tail,
                      desc.opcode, status_name(status));
   }
   complete(queue, slot_off, desc, status);
-  return true;
+  return Step::kMore;
 }
 
 Descriptor Gpu::read_descriptor(uint32_t slot_off) const {
@@ -389,12 +440,16 @@ Descriptor Gpu::read_descriptor(uint32_t slot_off) const {
 }
 
 // SPEC section 4.2: the opcodes, decoded in one place.
-DescStatus Gpu::execute(uint32_t queue, const Descriptor& desc) const {
+DescStatus Gpu::execute(uint32_t queue, uint32_t slot_off, const Descriptor& desc) {
   switch (desc.opcode) {
     case regs::kOpNop:
       return check_common(desc, 0);
     case regs::kOpWrite64:
       return execute_write64(queue, desc);
+    case regs::kOpCopy:
+      return execute_copy(desc);
+    case regs::kOpCopyList:
+      return execute_copy_list(slot_off, desc);
     default:
       return DescStatus::kBadOpcode;
   }
@@ -418,6 +473,198 @@ DescStatus Gpu::execute_write64(uint32_t queue, const Descriptor& desc) const {
   log::debug("gpu%u: queue %u write64 0x%llx <- 0x%llx", config_.index, queue,
              static_cast<unsigned long long>(addr), static_cast<unsigned long long>(desc.args[1]));
   return DescStatus::kOk;
+}
+
+// ---- copy engine (SPEC 4.4) ----
+
+std::byte* Gpu::vram_at(uint64_t offset, uint64_t len) const {
+  const uint64_t size = config_.vram_size;
+  // Written without offset + len so that nothing can overflow.
+  if (len == 0 || offset >= size || len > size - offset) {
+    return nullptr;
+  }
+  return vram_.data() + offset;
+}
+
+// Decodes the aperture word (ARG3). Reserved bits, the reserved aperture value 3 and a peer field
+// without AP_PEER are ST_BAD_ARG; a peer naming no other device is reported per block, after the
+// range checks (SPEC 5.1 order).
+DescStatus Gpu::decode_apertures(uint64_t word, CopySide& src, CopySide& dst) const {
+  using namespace regs::copy;
+  if ((word & ~kApWordValidMask) != 0) {
+    return DescStatus::kBadArg;
+  }
+  const auto side = [&](uint32_t ap_shift, uint32_t peer_shift, CopySide& out) {
+    const auto aperture = static_cast<uint32_t>((word >> ap_shift) & kApMask);
+    const auto peer = static_cast<uint32_t>((word >> peer_shift) & kPeerMask);
+    out = CopySide{.aperture = aperture, .vram = nullptr, .bad_peer = false};
+    switch (aperture) {
+      case kApSysmem:
+        return peer == 0;
+      case kApVram:
+        out.vram = this;
+        return peer == 0;
+      case kApPeer: {
+        const Gpu* gpu = peer != config_.index && peers_ ? peers_(peer) : nullptr;
+        out.vram = gpu == this ? nullptr : gpu;
+        out.bad_peer = out.vram == nullptr;
+        return true;
+      }
+      default:
+        return false;
+    }
+  };
+  if (!side(kSrcApShift, kSrcPeerShift, src) || !side(kDstApShift, kDstPeerShift, dst)) {
+    return DescStatus::kBadArg;
+  }
+  return DescStatus::kOk;
+}
+
+// Validates and performs one copy block, checking in SPEC 5.1 order. Runs under exec_mutex_
+// (shared) of this GPU only: a peer's VRAM mapping is constant and its fault ranges have their
+// own leaf lock, so copies between two GPUs in both directions at once cannot deadlock.
+DescStatus Gpu::copy_block(const CopySide& src, uint64_t src_addr, const CopySide& dst,
+                           uint64_t dst_addr, uint64_t len) {
+  using regs::copy::kApSysmem;
+  const std::byte* from = nullptr;
+  std::byte* to = nullptr;
+  if (src.aperture == kApSysmem && (from = ram_.translate(src_addr, len)) == nullptr) {
+    return DescStatus::kBadAddress;
+  }
+  if (dst.aperture == kApSysmem && (to = ram_.translate(dst_addr, len)) == nullptr) {
+    return DescStatus::kBadAddress;
+  }
+  if (src.vram != nullptr && (from = src.vram->vram_at(src_addr, len)) == nullptr) {
+    return DescStatus::kBadVram;
+  }
+  if (dst.vram != nullptr && (to = dst.vram->vram_at(dst_addr, len)) == nullptr) {
+    return DescStatus::kBadVram;
+  }
+  if (src.bad_peer || dst.bad_peer) {
+    return DescStatus::kBadPeer;
+  }
+  // Different memories are different mappings, so comparing host addresses covers "the same
+  // memory" exactly; both ranges were checked to lie inside their mappings.
+  const auto a = reinterpret_cast<uintptr_t>(from);
+  const auto b = reinterpret_cast<uintptr_t>(to);
+  if (a < b + len && b < a + len) {
+    return DescStatus::kOverlap;
+  }
+  // A block that fails anyway does not use up a fail-copies count.
+  if ((src.vram != nullptr && src.vram->vram_fault(src_addr, len)) ||
+      (dst.vram != nullptr && dst.vram->vram_fault(dst_addr, len)) || consume_fail_copies()) {
+    return DescStatus::kInjected;
+  }
+  std::memcpy(to, from, len);
+  return DescStatus::kOk;
+}
+
+DescStatus Gpu::execute_copy(const Descriptor& desc) {
+  if (const DescStatus status = check_common(desc, 4); status != DescStatus::kOk) {
+    return status;
+  }
+  CopySide src;
+  CopySide dst;
+  if (const DescStatus status = decode_apertures(desc.args[3], src, dst);
+      status != DescStatus::kOk) {
+    return status;
+  }
+  const uint64_t len = desc.args[2];
+  if (len == 0 || len > regs::copy::kMaxLength) {
+    return DescStatus::kBadArg;
+  }
+  return copy_block(src, desc.args[0], dst, desc.args[1], len);
+}
+
+DescStatus Gpu::execute_copy_list(uint32_t slot_off, const Descriptor& desc) {
+  using namespace regs::copy;
+  uint64_t copied = 0;
+  const auto run = [&] {
+    // ARG5 is the write-back field; it must be zero on submission.
+    if (const DescStatus status = check_common(desc, 4); status != DescStatus::kOk) {
+      return status;
+    }
+    CopySide src;
+    CopySide dst;
+    if (const DescStatus status = decode_apertures(desc.args[3], src, dst);
+        status != DescStatus::kOk) {
+      return status;
+    }
+    const uint64_t list = desc.args[0];
+    const uint64_t count = desc.args[1];
+    const uint64_t block = desc.args[2];
+    if (count == 0 || count > kMaxEntries || !std::has_single_bit(block) || block < kMinBlock ||
+        block > kMaxBlock) {
+      return DescStatus::kBadArg;
+    }
+    if (list % kListAlign != 0) {
+      return DescStatus::kBadAlign;
+    }
+    const std::byte* raw = ram_.translate(list, count * kEntrySize);  // count <= 4096: no overflow
+    if (raw == nullptr) {
+      return DescStatus::kBadAddress;
+    }
+    // One snapshot, so the guest rewriting the list meanwhile cannot make checks and use differ.
+    std::vector<uint64_t> entries(count * 2);
+    std::memcpy(entries.data(), raw, count * kEntrySize);
+    for (uint64_t i = 0; i < count; ++i) {
+      const uint64_t src_addr = entries[2 * i];
+      const uint64_t dst_addr = entries[2 * i + 1];
+      if (src_addr % block != 0 || dst_addr % block != 0) {
+        return DescStatus::kBadAlign;
+      }
+      if (const DescStatus status = copy_block(src, src_addr, dst, dst_addr, block);
+          status != DescStatus::kOk) {
+        return status;
+      }
+      ++copied;
+    }
+    return DescStatus::kOk;
+  };
+  const DescStatus status = run();
+  // Relaxed: the release store of STATUS in complete() publishes it.
+  page_.store64(slot_off + regs::desc::kArg0 + 8 * kArgCompleted, copied,
+                std::memory_order_relaxed);
+  return status;
+}
+
+// ---- fault injection (SPEC 8.1) ----
+
+void Gpu::inject_fail_copies(uint64_t count) { fail_copies_.store(count); }
+
+void Gpu::inject_fail_vram(uint64_t start, uint64_t end) {
+  const std::scoped_lock lock(fault_mutex_);
+  vram_faults_.emplace_back(start, end);
+  has_vram_faults_.store(true);
+}
+
+void Gpu::clear_faults() {
+  const std::scoped_lock lock(fault_mutex_);
+  fail_copies_.store(0);
+  vram_faults_.clear();
+  has_vram_faults_.store(false);
+}
+
+void Gpu::set_hung(bool hung) { hung_.store(hung, std::memory_order_release); }
+
+bool Gpu::vram_fault(uint64_t offset, uint64_t len) const {
+  if (!has_vram_faults_.load()) {
+    return false;
+  }
+  const std::scoped_lock lock(fault_mutex_);
+  for (const auto& [start, end] : vram_faults_) {
+    if (offset < end && start < offset + len) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Gpu::consume_fail_copies() {
+  uint64_t left = fail_copies_.load();
+  while (left != 0 && !fail_copies_.compare_exchange_weak(left, left - 1)) {
+  }
+  return left != 0;
 }
 
 // SPEC section 4.3, in order; every store is a release so each step is visible before the next.

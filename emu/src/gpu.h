@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <thread>
@@ -27,6 +28,11 @@ struct GpuConfig {
 
 // Called by an engine with the number of doorbell rings it has just consumed.
 using DoorbellHook = std::function<void(uint64_t rings)>;
+
+class Gpu;
+// The GPU with DEVICE_INDEX `index` in this process, or nullptr (SPEC 4.4, AP_PEER). The GPUs it
+// returns stay alive, with their VRAM mapped, until every GPU's threads have stopped.
+using PeerLookup = std::function<const Gpu*(uint32_t index)>;
 
 // Typed atomic access to fields of the shared memory. Offsets come from regs.h or from ring slot
 // arithmetic, never directly from the guest.
@@ -61,16 +67,33 @@ class Gpu {
  public:
   // Creates the shared memory, VRAM and listening socket and starts the threads. Throws
   // std::system_error on host failures.
-  Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell);
+  Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell, PeerLookup peers = {});
   Gpu(const Gpu&) = delete;
   Gpu& operator=(const Gpu&) = delete;
   Gpu(Gpu&&) = delete;
   Gpu& operator=(Gpu&&) = delete;
   // Stops and joins every thread, closes the client and removes the socket.
   ~Gpu();
+  // Stops and joins every thread (idempotent); the VRAM stays mapped until destruction.
+  void stop();
 
   [[nodiscard]] const std::string& socket_path() const { return config_.socket_path; }
   [[nodiscard]] uint32_t num_queues() const { return 1 + config_.channels; }
+  [[nodiscard]] uint32_t index() const { return config_.index; }
+
+  // Host pointer to VRAM bytes [offset, offset + len), or nullptr when the range is empty or not
+  // inside VRAM. The mapping never changes, so peers use it without any lock.
+  [[nodiscard]] std::byte* vram_at(uint64_t offset, uint64_t len) const;
+
+  // Host-side fault injection (SPEC 8.1); thread-safe.
+  void inject_fail_copies(uint64_t count);
+  void inject_fail_vram(uint64_t start, uint64_t end);
+  void clear_faults();
+  void set_hung(bool hung);
+  [[nodiscard]] bool hung() const { return hung_.load(std::memory_order_acquire); }
+  // True when a fail-vram range of this GPU intersects VRAM bytes [offset, offset + len), which
+  // vram_at() has accepted.
+  [[nodiscard]] bool vram_fault(uint64_t offset, uint64_t len) const;
 
  private:
   struct QueueState {
@@ -91,11 +114,27 @@ class Gpu {
   // Engine threads: queue q waits on doorbell vector q.
   void engine_loop(uint32_t queue);
   void handle_control();
-  void run_queue(uint32_t queue);
-  bool step_queue(uint32_t queue);
+  enum class Step { kMore, kIdle, kHung };
+  // Runs the queue until it is empty; false when it stopped because the GPU is hung.
+  bool run_queue(uint32_t queue);
+  Step step_queue(uint32_t queue);
   [[nodiscard]] Descriptor read_descriptor(uint32_t slot_off) const;
-  [[nodiscard]] regs::DescStatus execute(uint32_t queue, const Descriptor& desc) const;
+  [[nodiscard]] regs::DescStatus execute(uint32_t queue, uint32_t slot_off, const Descriptor& desc);
   [[nodiscard]] regs::DescStatus execute_write64(uint32_t queue, const Descriptor& desc) const;
+
+  // Copy engine (SPEC 4.4). One side of a copy as named by the aperture word.
+  struct CopySide {
+    uint32_t aperture = 0;
+    const Gpu* vram = nullptr;  // whose VRAM (AP_VRAM, or a valid AP_PEER)
+    bool bad_peer = false;      // AP_PEER naming no other device
+  };
+  [[nodiscard]] regs::DescStatus decode_apertures(uint64_t word, CopySide& src,
+                                                  CopySide& dst) const;
+  [[nodiscard]] regs::DescStatus copy_block(const CopySide& src, uint64_t src_addr,
+                                            const CopySide& dst, uint64_t dst_addr, uint64_t len);
+  [[nodiscard]] bool consume_fail_copies();
+  [[nodiscard]] regs::DescStatus execute_copy(const Descriptor& desc);
+  [[nodiscard]] regs::DescStatus execute_copy_list(uint32_t slot_off, const Descriptor& desc);
   void complete(uint32_t queue, uint32_t slot_off, const Descriptor& desc, regs::DescStatus status);
   void raise_irq_locked(uint32_t vector) const;
 
@@ -111,6 +150,15 @@ class Gpu {
   std::vector<UniqueFd> doorbell_fds_;
   UniqueFd listen_fd_;
   UniqueFd client_fd_;  // server thread only
+  PeerLookup peers_;
+
+  // Fault injection. fault_mutex_ is a leaf lock: nothing else is acquired while holding it, so
+  // engines of two GPUs checking each other's ranges cannot deadlock.
+  std::atomic<uint64_t> fail_copies_{0};
+  std::atomic<bool> has_vram_faults_{false};
+  mutable std::mutex fault_mutex_;
+  std::vector<std::pair<uint64_t, uint64_t>> vram_faults_;  // [start, end), guarded by it
+  std::atomic<bool> hung_{false};
 
   // Shared: an engine executing one descriptor. Exclusive: reset, control requests, swapping the
   // client's interrupt eventfds. Guards everything below.

@@ -74,6 +74,13 @@ void guest_error(const char* fmt, ...) {
   va_end(args);
 }
 
+void control(const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  vprint("control: ", fmt, args);
+  va_end(args);
+}
+
 void warn(const char* fmt, ...) {
   va_list args;
   va_start(args, fmt);

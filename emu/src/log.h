@@ -12,6 +12,8 @@ bool verbose();
 void debug(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // Reports something the guest did wrong ("guest error: ..."), rate-limited.
 void guest_error(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// Reports a fault-injection control line ("control: ..."), see SPEC 8.1.
+void control(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // Reports a host-side problem the model survives.
 void warn(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-// Register map of the hmmgpu device (emu/SPEC.md, version 1.0). Every offset, bit and code the
+// Register map of the hmmgpu device (emu/SPEC.md, version 1.1). Every offset, bit and code the
 // model or its tests use is defined here and nowhere else.
 #pragma once
 
@@ -9,7 +9,7 @@
 
 namespace hmmgpu::regs {
 
-inline constexpr uint32_t kVersion = 0x00010000;  // major 1, minor 0
+inline constexpr uint32_t kVersion = 0x00010001;  // major 1, minor 1
 inline constexpr std::array<char, 8> kSignature = {'H', 'M', 'M', 'G', 'P', 'U', '\0', '\0'};
 inline constexpr uint32_t kDoorbellPeer = 0;  // the device's own ivshmem peer id
 inline constexpr int64_t kClientPeer = 1;     // the id every client gets
@@ -59,6 +59,8 @@ constexpr uint32_t queue_reg(uint32_t queue, uint32_t field) {
 
 inline constexpr uint32_t kCapNop = 1U << 0;
 inline constexpr uint32_t kCapWrite64 = 1U << 1;
+inline constexpr uint32_t kCapCopy = 1U << 2;
+inline constexpr uint32_t kCapsImplemented = kCapNop | kCapWrite64 | kCapCopy;
 
 inline constexpr uint32_t kStatusReady = 1U << 0;
 inline constexpr uint32_t kStatusHalted = 1U << 1;
@@ -79,8 +81,39 @@ inline constexpr uint32_t kArg0 = 0x10;
 
 inline constexpr uint16_t kOpNop = 0x00;
 inline constexpr uint16_t kOpWrite64 = 0x01;
+inline constexpr uint16_t kOpCopy = 0x02;
+inline constexpr uint16_t kOpCopyList = 0x03;
 inline constexpr uint16_t kFlagIrq = 1U << 0;
 inline constexpr uint16_t kFlagsValidMask = kFlagIrq;
+
+// Section 4.4: the copy engine.
+namespace copy {
+inline constexpr uint32_t kApSysmem = 0;
+inline constexpr uint32_t kApVram = 1;
+inline constexpr uint32_t kApPeer = 2;
+// The aperture word (ARG3).
+inline constexpr uint32_t kSrcApShift = 0;
+inline constexpr uint32_t kDstApShift = 8;
+inline constexpr uint32_t kSrcPeerShift = 16;
+inline constexpr uint32_t kDstPeerShift = 24;
+inline constexpr uint64_t kApMask = 0x3;
+inline constexpr uint64_t kPeerMask = 0xff;
+inline constexpr uint64_t kApWordValidMask = (kApMask << kSrcApShift) | (kApMask << kDstApShift) |
+                                             (kPeerMask << kSrcPeerShift) |
+                                             (kPeerMask << kDstPeerShift);
+constexpr uint64_t aperture_word(uint32_t src_ap, uint32_t dst_ap, uint32_t src_peer = 0,
+                                 uint32_t dst_peer = 0) {
+  return (uint64_t{src_ap} << kSrcApShift) | (uint64_t{dst_ap} << kDstApShift) |
+         (uint64_t{src_peer} << kSrcPeerShift) | (uint64_t{dst_peer} << kDstPeerShift);
+}
+inline constexpr uint64_t kMaxLength = 64ULL << 20;  // OP_COPY
+inline constexpr uint64_t kMaxEntries = 4096;        // OP_COPY_LIST
+inline constexpr uint64_t kEntrySize = 16;
+inline constexpr uint64_t kListAlign = 8;
+inline constexpr uint64_t kMinBlock = 4ULL << 10;
+inline constexpr uint64_t kMaxBlock = 2ULL << 20;
+inline constexpr uint32_t kArgCompleted = 5;  // OP_COPY_LIST writes ARG5 on completion
+}  // namespace copy
 
 // Section 5.1: descriptor status.
 enum class DescStatus : uint32_t {
@@ -90,6 +123,10 @@ enum class DescStatus : uint32_t {
   kBadArg = 3,
   kBadAlign = 4,
   kBadAddress = 5,
+  kBadVram = 6,
+  kBadPeer = 7,
+  kOverlap = 8,
+  kInjected = 9,
 };
 
 // Section 5.2: fatal errors.

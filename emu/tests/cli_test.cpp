@@ -80,6 +80,22 @@ TEST(Cli, EqualsForm) {
   EXPECT_TRUE(std::holds_alternative<CliError>(parse({"--verbose=1"})));
 }
 
+// --control FILE (SPEC 8.1) is optional and takes a non-empty path, in both forms.
+TEST(Cli, ControlOption) {
+  const CliResult none = parse({});
+  ASSERT_TRUE(std::holds_alternative<Config>(none));
+  EXPECT_EQ(std::get<Config>(none).control_file, "");
+  const CliResult spaced = parse({"--control", "/tmp/ctl"});
+  ASSERT_TRUE(std::holds_alternative<Config>(spaced));
+  EXPECT_EQ(std::get<Config>(spaced).control_file, "/tmp/ctl");
+  const CliResult equals = parse({"--control=/tmp/x"});
+  ASSERT_TRUE(std::holds_alternative<Config>(equals));
+  EXPECT_EQ(std::get<Config>(equals).control_file, "/tmp/x");
+  EXPECT_TRUE(std::holds_alternative<CliError>(parse({"--control="})));
+  EXPECT_TRUE(std::holds_alternative<CliError>(parse({"--control"})));
+  EXPECT_NE(std::string(usage()).find("--control FILE"), std::string::npos);
+}
+
 // Invalid command lines are errors.
 TEST(Cli, Errors) {
   for (const std::vector<std::string>& extra :
@@ -258,6 +274,30 @@ TEST_F(CliProcessTest, CrashAfterDoorbellsAborts) {
   const std::optional<int> status = child.wait();
   ASSERT_TRUE(status);
   EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGABRT);
+}
+
+// The control command exit ends the process at once with status 3; lines before it are acked.
+TEST_F(CliProcessTest, ControlExitExits3) {
+  const std::string control = dir_ + "/control";
+  Child child(args({"--control", control}));
+  ASSERT_EQ(child.read_line(), "ready\n");
+  std::unique_ptr<FakeQemu> gpu0;
+  ASSERT_NO_THROW(gpu0 = FakeQemu::connect(dir_ + "/gpu0.sock", 8));
+  std::ofstream(control, std::ios::app) << "hang 1\n";
+  EXPECT_FALSE(child.wait(100)) << "exited too early";
+  std::ofstream(control, std::ios::app) << "exit\n";
+  EXPECT_TRUE(exited_with(child.wait(), 3));
+  std::ifstream ack(control + ".ack");
+  std::string acked;
+  std::getline(ack, acked);
+  EXPECT_EQ(acked, "1");
+  EXPECT_TRUE(FakeQemu::closed_without_data(gpu0->socket()));  // the device is gone
+}
+
+// A control file that cannot be created is a host error: exit 1.
+TEST_F(CliProcessTest, UncreatableControlFileExits1) {
+  Child child(args({"--control", dir_ + "/no/such/dir/control"}));
+  EXPECT_TRUE(exited_with(child.wait(), 1));
 }
 
 }  // namespace

@@ -43,7 +43,10 @@ class DeviceTest : public ::testing::Test {
                   .gpus = kGpus,
                   .vram_size = kVram,
                   .channels = kChannels,
-                  .vectors = kVectors};
+                  .vectors = kVectors,
+                  .verbose = false,
+                  .crash_after_doorbells = 0,
+                  .control_file = {}};
     emu_.emplace(config);
     ASSERT_NO_THROW(q_ = FakeQemu::connect(emu_->socket_path(0), kVectors));
   }
@@ -92,6 +95,13 @@ TEST(RegisterLayout, MatchesSpec) {
   static_assert(regs::queue_reg(0, regs::qreg::kVector) == 0x11c);
   static_assert(regs::desc::kStatus == 4 && regs::desc::kSeqno == 8 && regs::desc::kArg0 == 16);
   static_assert(st(DescStatus::kBadAddress) == 5 && static_cast<int>(FatalError::kBadControl) == 2);
+  static_assert(regs::kVersion == 0x00010001 && regs::kCapCopy == 4);
+  static_assert(regs::kOpCopy == 2 && regs::kOpCopyList == 3);
+  static_assert(st(DescStatus::kBadVram) == 6 && st(DescStatus::kBadPeer) == 7);
+  static_assert(st(DescStatus::kOverlap) == 8 && st(DescStatus::kInjected) == 9);
+  static_assert(regs::copy::aperture_word(2, 1, 5, 0) == 0x050102);
+  static_assert(regs::copy::aperture_word(0, 2, 0, 0xab) == 0xab000200);
+  static_assert(regs::copy::kApWordValidMask == 0xffff0303);
   SUCCEED();
 }
 
@@ -115,8 +125,8 @@ TEST_F(DeviceTest, IdentificationRegistersPerGpu) {
       std::memcpy(sig.data() + i, &word, 4);
     }
     EXPECT_EQ(std::memcmp(sig.data(), "HMMGPU\0\0", 8), 0);
-    EXPECT_EQ(q->reg32(regs::reg::kVersion), 0x00010000U);
-    EXPECT_EQ(q->reg32(regs::reg::kCaps), regs::kCapNop | regs::kCapWrite64);
+    EXPECT_EQ(q->reg32(regs::reg::kVersion), 0x00010001U);
+    EXPECT_EQ(q->reg32(regs::reg::kCaps), 0x7U);  // NOP, WRITE64, COPY
     EXPECT_EQ(q->reg64(regs::reg::kVramSize), kVram);
     EXPECT_EQ(q->reg32(regs::reg::kNumQueues), 1 + kChannels);
     EXPECT_EQ(q->reg32(regs::reg::kNumVectors), kVectors);

@@ -48,6 +48,22 @@ Desc write64(uint64_t seqno, uint64_t addr, uint64_t value) {
   return Desc{.opcode = regs::kOpWrite64, .flags = 0, .seqno = seqno, .args = {addr, value}};
 }
 
+Desc copy(uint64_t seqno, uint64_t src, uint64_t dst, uint64_t len, uint64_t apertures,
+          uint16_t flags) {
+  return Desc{.opcode = regs::kOpCopy,
+              .flags = flags,
+              .seqno = seqno,
+              .args = {src, dst, len, apertures, 0, 0}};
+}
+
+Desc copy_list(uint64_t seqno, uint64_t list, uint64_t count, uint64_t block, uint64_t apertures,
+               uint16_t flags) {
+  return Desc{.opcode = regs::kOpCopyList,
+              .flags = flags,
+              .seqno = seqno,
+              .args = {list, count, block, apertures, 0, 0}};
+}
+
 UniqueFd FakeQemu::connect_raw(const std::string& socket_path) {
   UniqueFd sock(check_sys(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
   sockaddr_un addr{};
@@ -161,6 +177,13 @@ uint32_t FakeQemu::desc_status(uint32_t queue, uint32_t index) const {
   const uint32_t off =
       qreg32(queue, regs::qreg::kRingOffset) + (index & (entries - 1)) * regs::kDescSize;
   return reg32(off + regs::desc::kStatus);
+}
+
+uint64_t FakeQemu::desc_arg(uint32_t queue, uint32_t index, uint32_t arg) const {
+  const uint32_t entries = qreg32(queue, regs::qreg::kRingEntries);
+  const uint32_t off =
+      qreg32(queue, regs::qreg::kRingOffset) + (index & (entries - 1)) * regs::kDescSize;
+  return reg64(off + regs::desc::kArg0 + 8 * arg);
 }
 
 uint32_t FakeQemu::submit(uint32_t queue, const std::vector<Desc>& descs) {

@@ -33,6 +33,11 @@ struct Desc {
 
 Desc nop(uint64_t seqno, uint16_t flags = 0);
 Desc write64(uint64_t seqno, uint64_t addr, uint64_t value);
+// SPEC 4.4: OP_COPY of `len` bytes, and OP_COPY_LIST of `count` entries at guest address `list`.
+Desc copy(uint64_t seqno, uint64_t src, uint64_t dst, uint64_t len, uint64_t apertures,
+          uint16_t flags = 0);
+Desc copy_list(uint64_t seqno, uint64_t list, uint64_t count, uint64_t block, uint64_t apertures,
+               uint16_t flags = 0);
 
 class FakeQemu {
  public:
@@ -65,6 +70,8 @@ class FakeQemu {
   void write_desc(uint32_t queue, uint32_t index, const Desc& desc) const;
   // Status field of descriptor `index` (free-running) of `queue`.
   [[nodiscard]] uint32_t desc_status(uint32_t queue, uint32_t index) const;
+  // Argument `arg` of descriptor `index` of `queue` as it is now in the ring (ARG5 write-back).
+  [[nodiscard]] uint64_t desc_arg(uint32_t queue, uint32_t index, uint32_t arg) const;
   // Polls until TAIL reaches `tail`; false after `timeout_ms`.
   [[nodiscard]] bool wait_tail(uint32_t queue, uint32_t tail, int timeout_ms = kWaitMs) const;
   // Polls until a 32-bit register equals `value`; false after `timeout_ms`.
