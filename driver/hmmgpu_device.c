@@ -23,10 +23,12 @@
  * 2. fills in the identification fields (name, VRAM size, ...), its private
  *    data and each queue's private data, and starts its hardware;
  * 3. calls hmmgpu_device_register(), which runs a NOP on queue 0 as a
- *    self-test and creates /dev/hmmgpuN.
+ *    self-test, sets up the VRAM allocator (hmmgpu_vram.c) of a device
+ *    with %HMMGPU_CAP_MIGRATE and creates /dev/hmmgpuN.
  *
- * From its remove it calls hmmgpu_device_unregister() first, then stops the
- * hardware, frees its interrupts and drops its reference with
+ * From its remove it calls hmmgpu_device_unregister() first, which moves
+ * every page still in VRAM back to system memory, then stops the hardware,
+ * frees its interrupts and drops its reference with
  * hmmgpu_device_put(). N is the lowest free number when the device is
  * allocated.
  */
@@ -75,11 +77,14 @@
  * 1. &hmmgpu_device.unplug_lock (rwsem): read side held by every ioctl
  *    for its whole duration, write side taken once by
  *    hmmgpu_device_unregister() to wait until no ioctl uses the backend.
- * 2. &hmmgpu_queue.lock (mutex): one job at a time per queue, from its first
+ * 2. mmap lock (read) and page locks, taken by the migration code
+ *    (hmmgpu_migrate.c) and by mm around &dev_pagemap_ops.migrate_to_ram.
+ * 3. &hmmgpu_queue.lock (mutex): one job at a time per queue, from its first
  *    command to the end of its wait; protects the queue's submission state
  *    and is held across every &hmmgpu_backend_ops.queue_* call but
- *    &hmmgpu_backend_ops.queue_fence.
- * 3. &hmmgpu_queue.irq_lock (spinlock, taken in hard IRQ context): the
+ *    &hmmgpu_backend_ops.queue_fence. A copy holds several, taken in
+ *    increasing queue order (one lockdep class per queue number).
+ * 4. &hmmgpu_queue.irq_lock (spinlock, taken in hard IRQ context): the
  *    fence and time of the last completion signal.
  *
  * &hmmgpu_device.state is an atomic that only moves forward (ready, halted,
@@ -90,7 +95,14 @@
  * reference from hmmgpu_device_alloc() to hmmgpu_device_put(), every open
  * file holds one, and the last put frees the device, its queues and its
  * minor. Once hmmgpu_device_unregister() has returned the backend may free
- * its own data: no ioctl reaches it any more, they fail with -ENODEV.
+ * its own data: no ioctl reaches it any more, they fail with -ENODEV, and no
+ * VRAM page is left for a CPU fault to copy. The fault path does not take
+ * the unplug lock; it stops at hmmgpu_job_begin(), under the queue lock,
+ * once the device is removed, and unregister takes every queue lock once
+ * after marking the device removed.
+ *
+ * Each open file binds the opener's mm (mmgrab() at open, mmdrop() at
+ * release); HMMGPU_IOCTL_MIGRATE acts on that mm only.
  */
 
 #include <linux/compat.h>
@@ -99,6 +111,7 @@
 #include <linux/idr.h>
 #include <linux/module.h>
 #include <linux/nospec.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -193,7 +206,8 @@ static DEVICE_ATTR_RO(vram_total);
 static ssize_t vram_used_show(struct device *dev,
 			      struct device_attribute *attr, char *buf)
 {
-	return sysfs_emit(buf, "0\n");	/* no VRAM allocator yet */
+	return sysfs_emit(buf, "%llu\n",
+			  hmmgpu_vram_used(to_hmmgpu_device(dev)));
 }
 static DEVICE_ATTR_RO(vram_used);
 
@@ -239,9 +253,10 @@ static const struct class hmmgpu_class = {
 
 /* ioctls */
 
-static int hmmgpu_ioctl_get_info(struct hmmgpu_device *hdev,
+static int hmmgpu_ioctl_get_info(struct hmmgpu_file *hfile,
 				 void __user *uarg)
 {
+	struct hmmgpu_device *hdev = hfile->hdev;
 	struct hmmgpu_info info;
 
 	memset(&info, 0, sizeof(info));
@@ -269,8 +284,9 @@ static bool hmmgpu_nop_valid(struct hmmgpu_device *hdev,
 	       args->queue < hdev->num_queues;
 }
 
-static int hmmgpu_ioctl_nop(struct hmmgpu_device *hdev, void __user *uarg)
+static int hmmgpu_ioctl_nop(struct hmmgpu_file *hfile, void __user *uarg)
 {
+	struct hmmgpu_device *hdev = hfile->hdev;
 	struct hmmgpu_nop args;
 	unsigned int qi;
 	int ret;
@@ -290,12 +306,13 @@ static int hmmgpu_ioctl_nop(struct hmmgpu_device *hdev, void __user *uarg)
 	return 0;
 }
 
-typedef int (*hmmgpu_ioctl_fn)(struct hmmgpu_device *hdev, void __user *uarg);
+typedef int (*hmmgpu_ioctl_fn)(struct hmmgpu_file *hfile, void __user *uarg);
 
 static long hmmgpu_ioctl(struct file *file, unsigned int cmd,
 			 unsigned long arg)
 {
-	struct hmmgpu_device *hdev = file->private_data;
+	struct hmmgpu_file *hfile = file->private_data;
+	struct hmmgpu_device *hdev = hfile->hdev;
 	hmmgpu_ioctl_fn fn;
 	int ret;
 
@@ -306,6 +323,9 @@ static long hmmgpu_ioctl(struct file *file, unsigned int cmd,
 	case HMMGPU_IOCTL_NOP:
 		fn = hmmgpu_ioctl_nop;
 		break;
+	case HMMGPU_IOCTL_MIGRATE:
+		fn = hmmgpu_ioctl_migrate;
+		break;
 	default:
 		return -ENOTTY;
 	}
@@ -314,7 +334,7 @@ static long hmmgpu_ioctl(struct file *file, unsigned int cmd,
 	if (hmmgpu_device_state(hdev) >= HMMGPU_STATE_LOST)
 		ret = -ENODEV;
 	else
-		ret = fn(hdev, (void __user *)arg);
+		ret = fn(hfile, (void __user *)arg);
 	up_read(&hdev->unplug_lock);
 	return ret;
 }
@@ -323,17 +343,28 @@ static int hmmgpu_open(struct inode *inode, struct file *file)
 {
 	struct hmmgpu_device *hdev = container_of(inode->i_cdev,
 						  struct hmmgpu_device, cdev);
+	struct hmmgpu_file *hfile;
 
+	if (!current->mm)
+		return -EINVAL;
+	hfile = kzalloc(sizeof(*hfile), GFP_KERNEL);
+	if (!hfile)
+		return -ENOMEM;
 	get_device(&hdev->dev);
-	file->private_data = hdev;
+	hfile->hdev = hdev;
+	mmgrab(current->mm);
+	hfile->mm = current->mm;
+	file->private_data = hfile;
 	return nonseekable_open(inode, file);
 }
 
 static int hmmgpu_release(struct inode *inode, struct file *file)
 {
-	struct hmmgpu_device *hdev = file->private_data;
+	struct hmmgpu_file *hfile = file->private_data;
 
-	put_device(&hdev->dev);
+	mmdrop(hfile->mm);
+	put_device(&hfile->hdev->dev);
+	kfree(hfile);
 	return 0;
 }
 
@@ -362,7 +393,16 @@ static void hmmgpu_device_release(struct device *dev)
 static bool hmmgpu_ops_valid(const struct hmmgpu_backend_ops *ops)
 {
 	return ops->name && ops->type && ops->queue_space &&
-	       ops->queue_write && ops->queue_kick && ops->queue_fence;
+	       ops->queue_write && ops->queue_kick && ops->queue_fence &&
+	       !ops->chunk_alloc == !ops->chunk_free;
+}
+
+static bool hmmgpu_caps_valid(struct hmmgpu_device *hdev)
+{
+	const struct hmmgpu_backend_ops *ops = hdev->ops;
+
+	return !(hdev->caps & HMMGPU_CAP_MIGRATE) ||
+	       (ops->copy_prepare && ops->copy_finish);
 }
 
 static void hmmgpu_device_init_dev(struct hmmgpu_device *hdev,
@@ -454,16 +494,20 @@ void hmmgpu_device_put(struct hmmgpu_device *hdev)
  *	its hardware able to execute commands
  *
  * Runs one NOP on queue 0 and waits for its fence and completion signal,
- * then adds /dev/hmmgpuN and its sysfs attributes.
+ * sets up the VRAM allocator of a device with %HMMGPU_CAP_MIGRATE, then
+ * adds /dev/hmmgpuN and its sysfs attributes.
  *
  * Context: process context, may sleep up to the fence timeout.
- * Return: 0; -ETIMEDOUT, -EIO or -ENODEV when the self-test failed; or the
- * error of cdev_device_add().
+ * Return: 0; -EINVAL when the backend lacks an op its caps need or the VRAM
+ * size is not a multiple of %HMMGPU_CHUNK_SIZE; -ETIMEDOUT, -EIO or -ENODEV
+ * when the self-test failed; -ENOMEM; or the error of cdev_device_add().
  */
 int hmmgpu_device_register(struct hmmgpu_device *hdev)
 {
 	int ret;
 
+	if (WARN_ON(!hmmgpu_caps_valid(hdev)))
+		return -EINVAL;
 	ret = hmmgpu_queue_nop(&hdev->queues[0], 1, &hdev->nop_ns);
 	if (ret) {
 		dev_err(hdev->dev.parent, "NOP self-test on queue 0 failed: %pe\n",
@@ -471,9 +515,17 @@ int hmmgpu_device_register(struct hmmgpu_device *hdev)
 		return ret;
 	}
 
+	if (hdev->caps & HMMGPU_CAP_MIGRATE) {
+		ret = hmmgpu_vram_init(hdev);
+		if (ret)
+			return ret;
+	}
+
 	ret = cdev_device_add(&hdev->cdev, &hdev->dev);
-	if (ret)
+	if (ret) {
+		hmmgpu_vram_fini(hdev);
 		return ret;
+	}
 	hdev->registered = true;
 
 	dev_info(&hdev->dev,
@@ -488,21 +540,32 @@ int hmmgpu_device_register(struct hmmgpu_device *hdev)
  * hmmgpu_device_unregister() - detach a device from its backend
  * @hdev: the device
  *
- * Removes /dev/hmmgpuN, marks the device removed (waking every waiter) and
- * waits until no ioctl runs. Afterwards open files get -ENODEV and the core
- * calls no backend op any more; the backend may stop its hardware.
+ * Removes /dev/hmmgpuN, moves every page in its VRAM back to system memory
+ * (while the device can still copy), marks the device removed (waking every
+ * waiter), waits until no ioctl runs and no job holds a queue, and releases
+ * the VRAM. Afterwards open files get -ENODEV and the core calls no backend
+ * op any more; the backend may stop its hardware.
  *
  * Context: process context, may sleep.
  */
 void hmmgpu_device_unregister(struct hmmgpu_device *hdev)
 {
+	unsigned int i;
+
 	if (hdev->registered)
 		cdev_device_del(&hdev->cdev, &hdev->dev);
 	hdev->registered = false;
 
+	hmmgpu_vram_evict(hdev);
 	hmmgpu_device_set_state(hdev, HMMGPU_STATE_REMOVED);
 	down_write(&hdev->unplug_lock);
 	up_write(&hdev->unplug_lock);
+	/* A job that began before the state changed has ended after this. */
+	for (i = 0; i < hdev->num_queues; i++) {
+		mutex_lock(&hdev->queues[i].lock);
+		mutex_unlock(&hdev->queues[i].lock);
+	}
+	hmmgpu_vram_fini(hdev);
 
 	dev_info(&hdev->dev, "%s (%s, %s) removed\n", hdev->name,
 		 hdev->ops->name, dev_name(hdev->dev.parent));

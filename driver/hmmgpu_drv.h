@@ -11,9 +11,12 @@
 #define _HMMGPU_DRV_H
 
 #include <linux/atomic.h>
+#include <linux/bitmap.h>
 #include <linux/cdev.h>
 #include <linux/device.h>
 #include <linux/ktime.h>
+#include <linux/memremap.h>
+#include <linux/mm_types.h>
 #include <linux/mutex.h>
 #include <linux/rwsem.h>
 #include <linux/spinlock.h>
@@ -25,8 +28,15 @@
 #define HMMGPU_MAX_DEVICES	64
 #define HMMGPU_MAX_QUEUES	32
 
+/* VRAM is populated with struct pages in chunks of this size. */
+#define HMMGPU_CHUNK_SIZE	SZ_2M
+#define HMMGPU_CHUNK_PAGES	(HMMGPU_CHUNK_SIZE >> PAGE_SHIFT)
+/* At most this many pages per copy command (one OP_COPY_LIST). */
+#define HMMGPU_COPY_MAX_PAGES	4096
+
 struct hmmgpu_device;
 struct hmmgpu_queue;
+struct hmmgpu_vram;
 
 /**
  * enum hmmgpu_state - life cycle of a device, as shown in sysfs "state"
@@ -50,11 +60,41 @@ enum hmmgpu_state {
 /**
  * enum hmmgpu_cmd_op - backend-neutral command operations
  * @HMMGPU_CMD_NOP: completes without doing anything
- *
- * The copy operation (VRAM <-> system memory) comes next.
+ * @HMMGPU_CMD_COPY: copy the pages of &hmmgpu_cmd.copy
  */
 enum hmmgpu_cmd_op {
 	HMMGPU_CMD_NOP,
+	HMMGPU_CMD_COPY,
+};
+
+/**
+ * enum hmmgpu_copy_dir - direction of a copy between system memory and VRAM
+ * @HMMGPU_COPY_TO_VRAM: from the system pages to the VRAM offsets
+ * @HMMGPU_COPY_TO_SYSTEM: from the VRAM offsets to the system pages
+ */
+enum hmmgpu_copy_dir {
+	HMMGPU_COPY_TO_VRAM,
+	HMMGPU_COPY_TO_SYSTEM,
+};
+
+/**
+ * struct hmmgpu_copy - a batch of page copies for one copy command
+ * @dir: direction
+ * @npages: pages, 1..%HMMGPU_COPY_MAX_PAGES
+ * @sys: @npages system pages
+ * @vram: @npages page-aligned byte offsets into the device's own VRAM
+ * @done: out, set by &hmmgpu_backend_ops.copy_finish: the pages
+ *	[0, @done) were copied, the others were not
+ * @priv: backend data from &hmmgpu_backend_ops.copy_prepare to
+ *	&hmmgpu_backend_ops.copy_finish
+ */
+struct hmmgpu_copy {
+	enum hmmgpu_copy_dir dir;
+	unsigned int npages;
+	struct page **sys;
+	const u64 *vram;
+	unsigned int done;
+	void *priv;
 };
 
 /* struct hmmgpu_cmd.flags */
@@ -66,11 +106,14 @@ enum hmmgpu_cmd_op {
  * @flags: HMMGPU_CMD_* bits
  * @seqno: the queue's fence value once this command has completed;
  *	assigned by the core, strictly increasing per queue
+ * @copy: for %HMMGPU_CMD_COPY, the copy, prepared by
+ *	&hmmgpu_backend_ops.copy_prepare
  */
 struct hmmgpu_cmd {
 	enum hmmgpu_cmd_op op;
 	u32 flags;
 	u64 seqno;
+	struct hmmgpu_copy *copy;
 };
 
 /**
@@ -149,6 +192,28 @@ struct hmmgpu_queue {
  *	completion timed out. Called without queue locks held; may sleep for
  *	a few hundred milliseconds. (optional: without it the device is
  *	assumed alive)
+ * @copy_prepare: make @copy executable by @q (map its system pages for
+ *	DMA, build the engine's block list, ...) before the core writes a
+ *	%HMMGPU_CMD_COPY command for it. Called with @q->lock held from
+ *	process context, also on the CPU fault path: may sleep, and should
+ *	allocate with GFP_KERNEL. Return: 0 or -ENOMEM. (required for a
+ *	device with %HMMGPU_CAP_MIGRATE)
+ * @copy_finish: set @copy->done and release what @copy_prepare set up.
+ *	@err is the job's result: 0 when every command completed, -EIO when
+ *	one completed with an error (the backend finds out which page), or
+ *	-ETIMEDOUT, -ENODEV, -EINTR when the copy's outcome is unknown; then
+ *	the engine may still access the memory of @copy, and the backend
+ *	must not release it to the system. Called with @q->lock held from
+ *	process context; may not fail. (required for a device with
+ *	%HMMGPU_CAP_MIGRATE)
+ * @chunk_alloc: provide the backing of VRAM chunk @index, the bytes
+ *	[@index * %HMMGPU_CHUNK_SIZE, (@index + 1) * %HMMGPU_CHUNK_SIZE),
+ *	before the first page of the chunk is used. Called from process
+ *	context with the VRAM chunk mutex held; may sleep. Return: 0 or
+ *	-ENOMEM. (optional: the hardware has real VRAM)
+ * @chunk_free: release what @chunk_alloc provided, once no page of the
+ *	chunk is in use. Called from process context. (optional, paired
+ *	with @chunk_alloc)
  *
  * A backend calls hmmgpu_queue_signal() when a command flagged
  * %HMMGPU_CMD_IRQ completes (from its interrupt handler or worker). The core
@@ -165,6 +230,11 @@ struct hmmgpu_backend_ops {
 	u32 (*queue_errors)(struct hmmgpu_queue *q);
 	int (*check)(struct hmmgpu_device *hdev);
 	bool (*alive)(struct hmmgpu_device *hdev);
+	int (*copy_prepare)(struct hmmgpu_queue *q, struct hmmgpu_copy *copy);
+	void (*copy_finish)(struct hmmgpu_queue *q, struct hmmgpu_copy *copy,
+			    int err);
+	int (*chunk_alloc)(struct hmmgpu_device *hdev, unsigned int index);
+	void (*chunk_free)(struct hmmgpu_device *hdev, unsigned int index);
 };
 
 /**
@@ -187,6 +257,9 @@ struct hmmgpu_backend_ops {
  * @num_queues: 1 + @num_channels
  * @nop_ns: NOP round trip measured when the device was registered
  * @queues: @num_queues queues
+ * @copy_rr: picks the channel of the next single-channel copy
+ * @vram: the VRAM allocator, for a device with %HMMGPU_CAP_MIGRATE; set
+ *	up by hmmgpu_device_register()
  *
  * Everything from @name on is set by the backend between
  * hmmgpu_device_alloc() and hmmgpu_device_register() and constant after.
@@ -210,6 +283,19 @@ struct hmmgpu_device {
 	unsigned int num_queues;
 	u64 nop_ns;
 	struct hmmgpu_queue *queues;
+	atomic_t copy_rr;
+	struct hmmgpu_vram *vram;
+};
+
+/**
+ * struct hmmgpu_file - an open /dev/hmmgpuN
+ * @hdev: the device; the file holds a reference
+ * @mm: the address space of the opener (mmgrab()bed), the only one the
+ *	file acts on
+ */
+struct hmmgpu_file {
+	struct hmmgpu_device *hdev;
+	struct mm_struct *mm;
 };
 
 static inline struct hmmgpu_device *to_hmmgpu_device(struct device *dev)
@@ -235,6 +321,7 @@ extern unsigned int hmmgpu_fence_timeout_ms;
 extern unsigned int hmmgpu_sysram_devices;
 extern unsigned int hmmgpu_sysram_vram_mb;
 extern unsigned int hmmgpu_sysram_channels;
+extern unsigned int hmmgpu_fault_around_pages;
 
 /* hmmgpu_device.c */
 int hmmgpu_core_init(void);
@@ -256,6 +343,26 @@ void hmmgpu_queue_init(struct hmmgpu_queue *q, struct hmmgpu_device *hdev,
 void hmmgpu_queue_signal(struct hmmgpu_queue *q);
 int hmmgpu_queue_nop(struct hmmgpu_queue *q, unsigned int count,
 		     u64 *elapsed_ns);
+int hmmgpu_device_copy(struct hmmgpu_device *hdev, enum hmmgpu_copy_dir dir,
+		       struct page **sys, const u64 *vram, unsigned int npages,
+		       unsigned long *failed);
+
+/* hmmgpu_vram.c */
+int hmmgpu_vram_init(struct hmmgpu_device *hdev);
+void hmmgpu_vram_evict(struct hmmgpu_device *hdev);
+void hmmgpu_vram_fini(struct hmmgpu_device *hdev);
+struct page *hmmgpu_vram_alloc_page(struct hmmgpu_device *hdev);
+u64 hmmgpu_vram_used(struct hmmgpu_device *hdev);
+bool hmmgpu_is_vram_page(const struct page *page);
+struct hmmgpu_device *hmmgpu_vram_page_device(const struct page *page);
+u64 hmmgpu_vram_page_offset(const struct page *page);
+extern const struct dev_pagemap_ops hmmgpu_vram_pagemap_ops;
+extern void *hmmgpu_pgmap_owner;
+
+/* hmmgpu_migrate.c */
+int hmmgpu_ioctl_migrate(struct hmmgpu_file *hfile, void __user *uarg);
+vm_fault_t hmmgpu_migrate_to_ram(struct vm_fault *vmf);
+void hmmgpu_migrate_evict(unsigned long start_pfn, unsigned long npages);
 
 /* hmmgpu_emu.c */
 int hmmgpu_emu_init(void);

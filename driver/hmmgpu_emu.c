@@ -23,6 +23,16 @@
  * flagged descriptors to the core. A halted device is seen in STATUS; a
  * device whose HEARTBEAT stands still is lost.
  *
+ * A device with CAP_COPY (version 1.1) migrates: a copy command becomes
+ * one OP_COPY_LIST descriptor whose list of {source, destination} page
+ * blocks lives in a DMA-coherent buffer, with the system pages mapped with
+ * dma_map_page(). When the descriptor fails, ARG5 (read back from the ring
+ * slot, which the driver owns again once the job has completed) tells how
+ * many pages were copied. When a copy's outcome is unknown (a hung or lost
+ * device), its list, its DMA mappings and (when the device writes them) its
+ * system pages are deliberately leaked, so that a device that wakes up
+ * again cannot write into memory the kernel has reused.
+ *
  * Locking: the core's queue lock serialises every use of a queue's ring
  * and of &hmmgpu_emu_queue.head; the interrupt handler only reads FENCE.
  */
@@ -109,8 +119,23 @@ struct hmmgpu_emu {
 	struct hmmgpu_emu_queue queues[] __counted_by(num_queues);
 };
 
+/**
+ * struct hmmgpu_emu_copy - the hardware side of a copy command
+ * @list: the OP_COPY_LIST block list, DMA-coherent
+ * @list_dma: its DMA address
+ * @dma: per page, the DMA address of the system page
+ * @slot: the ring slot of the descriptor
+ */
+struct hmmgpu_emu_copy {
+	struct hmmgpu_hw_copy_entry *list;
+	dma_addr_t list_dma;
+	dma_addr_t *dma;
+	u32 slot;
+};
+
 static const u16 hmmgpu_emu_opcodes[] = {
 	[HMMGPU_CMD_NOP] = HMMGPU_OP_NOP,
+	[HMMGPU_CMD_COPY] = HMMGPU_OP_COPY_LIST,
 };
 
 static struct hmmgpu_emu_queue *to_emu_queue(struct hmmgpu_queue *q)
@@ -134,6 +159,21 @@ static unsigned int hmmgpu_emu_queue_space(struct hmmgpu_queue *q)
 	return used <= eq->entries ? eq->entries - used : 0;
 }
 
+static void hmmgpu_emu_copy_desc(struct hmmgpu_hw_desc *desc,
+				 struct hmmgpu_copy *copy, u32 slot)
+{
+	struct hmmgpu_emu_copy *ec = copy->priv;
+	u32 aperture = copy->dir == HMMGPU_COPY_TO_VRAM ?
+		HMMGPU_APERTURE(HMMGPU_AP_SYSMEM, HMMGPU_AP_VRAM) :
+		HMMGPU_APERTURE(HMMGPU_AP_VRAM, HMMGPU_AP_SYSMEM);
+
+	desc->arg[0] = cpu_to_le64(ec->list_dma);
+	desc->arg[1] = cpu_to_le64(copy->npages);
+	desc->arg[2] = cpu_to_le64(PAGE_SIZE);
+	desc->arg[3] = cpu_to_le64(aperture);
+	ec->slot = slot;
+}
+
 static void hmmgpu_emu_queue_write(struct hmmgpu_queue *q,
 				   const struct hmmgpu_cmd *cmd)
 {
@@ -147,6 +187,8 @@ static void hmmgpu_emu_queue_write(struct hmmgpu_queue *q,
 	u32 slot = eq->head & (eq->entries - 1);
 
 	lockdep_assert_held(&q->lock);
+	if (cmd->op == HMMGPU_CMD_COPY)
+		hmmgpu_emu_copy_desc(&desc, cmd->copy, slot);
 	memcpy_toio(eq->ring + slot * sizeof(desc), &desc, sizeof(desc));
 	eq->head++;
 }
@@ -195,6 +237,132 @@ static bool hmmgpu_emu_alive(struct hmmgpu_device *hdev)
 				  false, hb);
 }
 
+static enum dma_data_direction hmmgpu_emu_dma_dir(const struct hmmgpu_copy *copy)
+{
+	return copy->dir == HMMGPU_COPY_TO_VRAM ? DMA_TO_DEVICE :
+						  DMA_FROM_DEVICE;
+}
+
+static void hmmgpu_emu_copy_unmap(struct device *dev, struct hmmgpu_copy *copy,
+				  unsigned int n)
+{
+	struct hmmgpu_emu_copy *ec = copy->priv;
+
+	while (n--)
+		dma_unmap_page(dev, ec->dma[n], PAGE_SIZE,
+			       hmmgpu_emu_dma_dir(copy));
+}
+
+static void hmmgpu_emu_copy_free(struct device *dev, struct hmmgpu_copy *copy)
+{
+	struct hmmgpu_emu_copy *ec = copy->priv;
+
+	if (ec->list)
+		dma_free_coherent(dev, copy->npages * sizeof(*ec->list),
+				  ec->list, ec->list_dma);
+	kvfree(ec->dma);
+	kfree(ec);
+	copy->priv = NULL;
+}
+
+static int hmmgpu_emu_copy_map(struct device *dev, struct hmmgpu_copy *copy)
+{
+	struct hmmgpu_emu_copy *ec = copy->priv;
+	bool to_vram = copy->dir == HMMGPU_COPY_TO_VRAM;
+	unsigned int i;
+
+	for (i = 0; i < copy->npages; i++) {
+		u64 sys, vram = copy->vram[i];
+
+		ec->dma[i] = dma_map_page(dev, copy->sys[i], 0, PAGE_SIZE,
+					  hmmgpu_emu_dma_dir(copy));
+		if (dma_mapping_error(dev, ec->dma[i])) {
+			hmmgpu_emu_copy_unmap(dev, copy, i);
+			return -ENOMEM;
+		}
+		sys = ec->dma[i];
+		ec->list[i].src = cpu_to_le64(to_vram ? sys : vram);
+		ec->list[i].dst = cpu_to_le64(to_vram ? vram : sys);
+	}
+	return 0;
+}
+
+static int hmmgpu_emu_copy_prepare(struct hmmgpu_queue *q,
+				   struct hmmgpu_copy *copy)
+{
+	struct device *dev = &to_emu_queue(q)->emu->pdev->dev;
+	struct hmmgpu_emu_copy *ec;
+	int ret;
+
+	if (WARN_ON_ONCE(copy->npages > HMMGPU_COPY_LIST_MAX))
+		return -EINVAL;
+	ec = kzalloc(sizeof(*ec), GFP_KERNEL);
+	if (!ec)
+		return -ENOMEM;
+	copy->priv = ec;
+	ec->dma = kvcalloc(copy->npages, sizeof(*ec->dma), GFP_KERNEL);
+	ec->list = dma_alloc_coherent(dev, copy->npages * sizeof(*ec->list),
+				      &ec->list_dma, GFP_KERNEL);
+	if (!ec->dma || !ec->list) {
+		ret = -ENOMEM;
+		goto err_free;
+	}
+	ret = hmmgpu_emu_copy_map(dev, copy);
+	if (ret)
+		goto err_free;
+	return 0;
+
+err_free:
+	hmmgpu_emu_copy_free(dev, copy);
+	return ret;
+}
+
+/* Pages copied by a descriptor that completed, from its ring slot. */
+static unsigned int hmmgpu_emu_copy_done(struct hmmgpu_queue *q,
+					 struct hmmgpu_copy *copy)
+{
+	struct hmmgpu_emu_queue *eq = to_emu_queue(q);
+	struct hmmgpu_emu_copy *ec = copy->priv;
+	void __iomem *desc = eq->ring + ec->slot * HMMGPU_DESC_SIZE;
+	u64 done;
+
+	if (!readl(desc + HMMGPU_DESC_STATUS))
+		return copy->npages;
+	done = readq(desc + HMMGPU_DESC_ARG(HMMGPU_COPY_LIST_DONE_ARG));
+	return min_t(u64, done, copy->npages);
+}
+
+/* The engine may still use the copy's memory: never give it back. */
+static void hmmgpu_emu_copy_abandon(struct hmmgpu_queue *q,
+				    struct hmmgpu_copy *copy)
+{
+	unsigned int i;
+
+	if (copy->dir == HMMGPU_COPY_TO_SYSTEM)
+		for (i = 0; i < copy->npages; i++)
+			get_page(copy->sys[i]);
+	dev_err_ratelimited(&q->hdev->dev,
+			    "queue %u: copy of %u pages abandoned to a failed device, its memory is leaked\n",
+			    q->index, copy->npages);
+	copy->priv = NULL;
+}
+
+static void hmmgpu_emu_copy_finish(struct hmmgpu_queue *q,
+				   struct hmmgpu_copy *copy, int err)
+{
+	struct device *dev = &to_emu_queue(q)->emu->pdev->dev;
+
+	lockdep_assert_held(&q->lock);
+	if (err && err != -EIO) {
+		copy->done = 0;
+		hmmgpu_emu_copy_abandon(q, copy);
+		return;
+	}
+	copy->done = err ? hmmgpu_emu_copy_done(q, copy) : copy->npages;
+	hmmgpu_emu_copy_unmap(dev, copy, copy->npages);
+	hmmgpu_emu_copy_free(dev, copy);
+}
+
 static const struct hmmgpu_backend_ops hmmgpu_emu_ops = {
 	.name = "emu",
 	.type = HMMGPU_BACKEND_EMU,
@@ -205,6 +373,8 @@ static const struct hmmgpu_backend_ops hmmgpu_emu_ops = {
 	.queue_errors = hmmgpu_emu_queue_errors,
 	.check = hmmgpu_emu_check,
 	.alive = hmmgpu_emu_alive,
+	.copy_prepare = hmmgpu_emu_copy_prepare,
+	.copy_finish = hmmgpu_emu_copy_finish,
 };
 
 static irqreturn_t hmmgpu_emu_irq(int irq, void *data)
@@ -496,6 +666,8 @@ static int hmmgpu_emu_create(struct hmmgpu_emu *emu)
 	strscpy(hdev->name, emu->id.name);
 	hdev->hw_version = emu->id.version;
 	hdev->caps = HMMGPU_CAP_NOP;
+	if (emu->id.caps & HMMGPU_HW_CAP_COPY)
+		hdev->caps |= HMMGPU_CAP_MIGRATE;
 	hdev->vram_size = emu->id.vram_size;
 	for (i = 0; i < hdev->num_queues; i++)
 		hdev->queues[i].priv = &emu->queues[i];

@@ -33,6 +33,11 @@ module_param_named(sysram_channels, hmmgpu_sysram_channels, uint, 0444);
 MODULE_PARM_DESC(sysram_channels,
 		 "Copy-engine channels of each sysram device, 0..31 (default 2)");
 
+unsigned int hmmgpu_fault_around_pages = 16;
+module_param_named(fault_around_pages, hmmgpu_fault_around_pages, uint, 0644);
+MODULE_PARM_DESC(fault_around_pages,
+		 "Pages migrated back to system memory with a CPU fault on VRAM: an aligned window, a power of two up to 512; 0 or 1 only the faulting page (default 16 = 64 KiB)");
+
 static bool hmmgpu_params_valid(void)
 {
 	if (hmmgpu_fence_timeout_ms < 1 ||

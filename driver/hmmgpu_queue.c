@@ -30,6 +30,15 @@
  * is complete when a signal has seen a fence at or past its last seqno:
  * that is both the fence and the interrupt.
  *
+ * A copy (hmmgpu_device_copy()) is one %HMMGPU_CMD_COPY command per channel:
+ * a large batch is split over the channels, whose jobs are all submitted
+ * before the first is waited for, so the engines run concurrently. The
+ * backend prepares the command (&hmmgpu_backend_ops.copy_prepare) once the
+ * job has begun and reports which pages it copied when it has ended
+ * (&hmmgpu_backend_ops.copy_finish). Copies run on the CPU fault path and
+ * must finish to keep the memory they touch consistent, so their waits are
+ * not interruptible (they are still bounded by the fence timeout).
+ *
  * A wait ends with -ETIMEDOUT after hmmgpu_fence_timeout_ms; the device is
  * then marked halted (or lost when &hmmgpu_backend_ops.alive says it no
  * longer responds). A command that completed with an error makes its job
@@ -46,6 +55,14 @@
 #define HMMGPU_SPIN_US		10
 /* How often a submitter waiting for ring space looks again. */
 #define HMMGPU_SPACE_POLL_US	20
+/* A copy is split over channels only into parts of at least this many pages. */
+#define HMMGPU_COPY_MIN_PART	64
+
+/*
+ * One lock class per queue number: a copy holds the locks of several
+ * channels at once, always taken in increasing queue order.
+ */
+static struct lock_class_key hmmgpu_queue_lock_keys[HMMGPU_MAX_QUEUES];
 
 static unsigned int hmmgpu_fence_timeout(void)
 {
@@ -64,6 +81,7 @@ void hmmgpu_queue_init(struct hmmgpu_queue *q, struct hmmgpu_device *hdev,
 	q->hdev = hdev;
 	q->index = index;
 	mutex_init(&q->lock);
+	lockdep_set_class(&q->lock, &hmmgpu_queue_lock_keys[index]);
 	spin_lock_init(&q->irq_lock);
 	init_waitqueue_head(&q->wq);
 }
@@ -244,28 +262,35 @@ static int hmmgpu_job_check(struct hmmgpu_queue *q, struct hmmgpu_job *job)
 }
 
 /**
- * hmmgpu_job_wait() - submit the rest of a job and wait for its completion
+ * __hmmgpu_job_wait() - submit the rest of a job and wait for its completion
  * @q: the queue, locked
  * @job: the job, with at least one command whose last carries
  *	%HMMGPU_CMD_IRQ
+ * @intr: whether a signal ends the wait
  *
  * Return: 0 when every command completed without error; -EIO when one
  * failed or the device halted; -ETIMEDOUT when the job did not complete
  * within the fence timeout; -ENODEV when the device is gone; -EINTR on a
- * signal (the commands still complete).
+ * signal when @intr (the commands still complete).
  */
-static int hmmgpu_job_wait(struct hmmgpu_queue *q, struct hmmgpu_job *job)
+static int __hmmgpu_job_wait(struct hmmgpu_queue *q, struct hmmgpu_job *job,
+			     bool intr)
 {
+	unsigned long timeout = msecs_to_jiffies(hmmgpu_fence_timeout());
 	long ret;
 
 	lockdep_assert_held(&q->lock);
 	hmmgpu_job_kick(q, job);
 	hmmgpu_queue_spin(q, job->last_seqno);
 
-	ret = wait_event_interruptible_timeout(q->wq,
-					       hmmgpu_job_done(q, job) ||
-					       hmmgpu_queue_stopped(q),
-					       msecs_to_jiffies(hmmgpu_fence_timeout()));
+	if (intr)
+		ret = wait_event_interruptible_timeout(q->wq,
+						       hmmgpu_job_done(q, job) ||
+						       hmmgpu_queue_stopped(q),
+						       timeout);
+	else
+		ret = wait_event_timeout(q->wq, hmmgpu_job_done(q, job) ||
+					 hmmgpu_queue_stopped(q), timeout);
 	if (ret < 0)
 		return -EINTR;
 	if (hmmgpu_job_done(q, job))
@@ -273,6 +298,11 @@ static int hmmgpu_job_wait(struct hmmgpu_queue *q, struct hmmgpu_job *job)
 	if (!ret)
 		return hmmgpu_queue_hung(q, job->last_seqno);
 	return hmmgpu_device_usable(q->hdev);
+}
+
+static int hmmgpu_job_wait(struct hmmgpu_queue *q, struct hmmgpu_job *job)
+{
+	return __hmmgpu_job_wait(q, job, true);
 }
 
 static u64 hmmgpu_job_elapsed_ns(const struct hmmgpu_job *job)
@@ -315,5 +345,142 @@ int hmmgpu_queue_nop(struct hmmgpu_queue *q, unsigned int count,
 		*elapsed_ns = hmmgpu_job_elapsed_ns(&job);
 
 	mutex_unlock(&q->lock);
+	return ret;
+}
+
+/**
+ * struct hmmgpu_copy_part - the share of one channel in a copy
+ * @q: the channel's queue
+ * @job: its job
+ * @copy: its command's copy
+ * @first: index of its first page in the whole copy
+ * @prepared: &hmmgpu_backend_ops.copy_prepare succeeded
+ * @err: the first error of the part
+ */
+struct hmmgpu_copy_part {
+	struct hmmgpu_queue *q;
+	struct hmmgpu_job job;
+	struct hmmgpu_copy copy;
+	unsigned int first;
+	bool prepared;
+	int err;
+};
+
+/* Lock the part's queue and submit its command; the queue stays locked. */
+static void hmmgpu_copy_submit(struct hmmgpu_copy_part *p)
+{
+	struct hmmgpu_cmd cmd = {
+		.op = HMMGPU_CMD_COPY,
+		.flags = HMMGPU_CMD_IRQ,
+		.copy = &p->copy,
+	};
+	struct hmmgpu_queue *q = p->q;
+
+	mutex_lock(&q->lock);
+	p->err = hmmgpu_job_begin(q, &p->job);
+	if (p->err)
+		return;
+	p->err = q->hdev->ops->copy_prepare(q, &p->copy);
+	if (p->err)
+		return;
+	p->prepared = true;
+	p->err = hmmgpu_job_emit(q, &p->job, &cmd);
+	if (!p->err)
+		hmmgpu_job_kick(q, &p->job);
+}
+
+/* Wait for the part, record its failed pages and unlock its queue. */
+static void hmmgpu_copy_complete(struct hmmgpu_copy_part *p,
+				 unsigned long *failed)
+{
+	struct hmmgpu_queue *q = p->q;
+
+	if (p->prepared) {
+		if (!p->err)
+			p->err = __hmmgpu_job_wait(q, &p->job, false);
+		q->hdev->ops->copy_finish(q, &p->copy, p->err);
+	}
+	if (p->copy.done < p->copy.npages) {
+		bitmap_set(failed, p->first + p->copy.done,
+			   p->copy.npages - p->copy.done);
+		if (!p->err)
+			p->err = -EIO;
+	}
+	mutex_unlock(&q->lock);
+}
+
+/* How many channels a copy of @npages pages uses, and the first one. */
+static unsigned int hmmgpu_copy_channels(struct hmmgpu_device *hdev,
+					 unsigned int npages,
+					 unsigned int *first)
+{
+	unsigned int n = DIV_ROUND_UP(npages, HMMGPU_COPY_MIN_PART);
+
+	if (!hdev->num_channels) {
+		*first = 0;
+		return 1;
+	}
+	n = min(n, hdev->num_channels);
+	if (n > 1)
+		*first = 1;
+	else
+		*first = 1 + atomic_inc_return(&hdev->copy_rr) %
+			     hdev->num_channels;
+	return n;
+}
+
+/**
+ * hmmgpu_device_copy() - copy pages between system memory and VRAM
+ * @hdev: the device whose copy engine copies and whose VRAM is addressed
+ * @dir: direction
+ * @sys: @npages system pages
+ * @vram: @npages page-aligned offsets into the VRAM of @hdev
+ * @npages: pages, 1..%HMMGPU_COPY_MAX_PAGES
+ * @failed: bitmap of @npages bits; the bits of the pages that were not
+ *	copied are set, the others are left alone
+ *
+ * Splits the copy over the channels, submits every part, then waits for
+ * each. The waits are not interruptible.
+ *
+ * Context: process context, may sleep up to the fence timeout; takes the
+ * channels' queue locks in increasing order.
+ * Return: 0 when every page was copied; otherwise the first error: -EIO
+ * (a page failed or the device halted), -ETIMEDOUT, -ENODEV, -ENOMEM.
+ */
+int hmmgpu_device_copy(struct hmmgpu_device *hdev, enum hmmgpu_copy_dir dir,
+		       struct page **sys, const u64 *vram, unsigned int npages,
+		       unsigned long *failed)
+{
+	struct hmmgpu_copy_part *parts;
+	unsigned int n, first, i, per;
+	int ret = 0;
+
+	if (WARN_ON_ONCE(!npages || npages > HMMGPU_COPY_MAX_PAGES))
+		return -EINVAL;
+	n = hmmgpu_copy_channels(hdev, npages, &first);
+	parts = kcalloc(n, sizeof(*parts), GFP_KERNEL);
+	if (!parts) {
+		bitmap_set(failed, 0, npages);
+		return -ENOMEM;
+	}
+
+	per = DIV_ROUND_UP(npages, n);
+	for (i = 0; i < n; i++) {
+		struct hmmgpu_copy_part *p = &parts[i];
+
+		p->q = hmmgpu_queue_get(hdev, first + i);
+		p->first = i * per;
+		p->copy.dir = dir;
+		p->copy.npages = min(per, npages - p->first);
+		p->copy.sys = sys + p->first;
+		p->copy.vram = vram + p->first;
+		hmmgpu_copy_submit(p);
+	}
+	for (i = 0; i < n; i++) {
+		hmmgpu_copy_complete(&parts[i], failed);
+		if (!ret)
+			ret = parts[i].err;
+	}
+	kfree(parts);
 	return ret;
 }

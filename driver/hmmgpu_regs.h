@@ -2,7 +2,7 @@
 /*
  * hmmgpu: registers and descriptors of the emulated GPU
  *
- * Transcribed from emu/SPEC.md, version 1.0, which is the only contract
+ * Transcribed from emu/SPEC.md, version 1.1, which is the only contract
  * between the device and this driver. Section numbers refer to it.
  */
 #ifndef _HMMGPU_REGS_H
@@ -49,6 +49,7 @@
 
 #define HMMGPU_HW_CAP_NOP		BIT(0)
 #define HMMGPU_HW_CAP_WRITE64		BIT(1)
+#define HMMGPU_HW_CAP_COPY		BIT(2)
 
 #define HMMGPU_HW_MAX_QUEUES		32
 #define HMMGPU_VRAM_ALIGN		SZ_2M
@@ -85,7 +86,28 @@
 /* Section 4.2: descriptors. */
 #define HMMGPU_OP_NOP			0x00
 #define HMMGPU_OP_WRITE64		0x01
+#define HMMGPU_OP_COPY			0x02
+#define HMMGPU_OP_COPY_LIST		0x03
 #define HMMGPU_DESC_IRQ			BIT(0)
+#define HMMGPU_DESC_STATUS		0x04	/* offset of STATUS */
+#define HMMGPU_DESC_ARG(i)		(0x10 + 8 * (i))	/* offset of ARGi */
+
+/* Section 4.4: copy engine. */
+#define HMMGPU_AP_SYSMEM		0
+#define HMMGPU_AP_VRAM			1
+#define HMMGPU_APERTURE(src, dst)	((src) | (dst) << 8)
+#define HMMGPU_COPY_LIST_MAX		4096
+#define HMMGPU_COPY_LIST_DONE_ARG	5	/* entries copied, written back */
+
+/**
+ * struct hmmgpu_hw_copy_entry - one block of an OP_COPY_LIST list
+ * @src: source address in the source aperture
+ * @dst: destination address in the destination aperture
+ */
+struct hmmgpu_hw_copy_entry {
+	__le64 src;
+	__le64 dst;
+};
 
 /**
  * struct hmmgpu_hw_desc - a ring descriptor as the device reads it

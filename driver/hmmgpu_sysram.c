@@ -19,10 +19,16 @@
  * stands in for the interrupt. Work items of different queues run
  * concurrently; one work item never runs concurrently with itself.
  *
- * Its VRAM (``sysram_vram_mb``) is reported only; it gets its backing
- * memory with the VRAM allocator.
+ * Its VRAM (``sysram_vram_mb``) is backed by system pages, allocated per
+ * chunk when the VRAM allocator populates the chunk
+ * (&hmmgpu_backend_ops.chunk_alloc) and freed with it. The worker is the
+ * copy engine: a %HMMGPU_CMD_COPY copies each page with copy_highpage()
+ * between the system page and the backing page of its VRAM offset, and
+ * never fails.
  */
 
+#include <linux/highmem.h>
+#include <linux/mm.h>
 #include <linux/platform_device.h>
 #include <linux/slab.h>
 #include <linux/workqueue.h>
@@ -61,12 +67,18 @@ struct hmmgpu_sysram_queue {
  * struct hmmgpu_sysram - one sysram device
  * @hdev: its core device
  * @wq: runs the queues' work items
+ * @num_chunks: entries of @backing
+ * @backing: per VRAM chunk, its %HMMGPU_CHUNK_PAGES system pages, or NULL
+ *	while the chunk is not populated; set before the chunk's pages are
+ *	used, cleared after
  * @num_queues: entries of @queues
  * @queues: the queues
  */
 struct hmmgpu_sysram {
 	struct hmmgpu_device *hdev;
 	struct workqueue_struct *wq;
+	unsigned int num_chunks;
+	struct page ***backing;
 	unsigned int num_queues;
 	struct hmmgpu_sysram_queue queues[] __counted_by(num_queues);
 };
@@ -79,10 +91,37 @@ static struct hmmgpu_sysram_queue *to_sysram_queue(struct hmmgpu_queue *q)
 	return q->priv;
 }
 
-static void hmmgpu_sysram_exec(const struct hmmgpu_cmd *cmd)
+static struct page *hmmgpu_sysram_vram_page(struct hmmgpu_sysram *sys,
+					    u64 offset)
+{
+	u64 chunk = div_u64(offset, HMMGPU_CHUNK_SIZE);
+
+	return sys->backing[chunk][(offset % HMMGPU_CHUNK_SIZE) >> PAGE_SHIFT];
+}
+
+static void hmmgpu_sysram_copy(struct hmmgpu_sysram *sys,
+			       const struct hmmgpu_copy *copy)
+{
+	unsigned int i;
+
+	for (i = 0; i < copy->npages; i++) {
+		struct page *vpage = hmmgpu_sysram_vram_page(sys, copy->vram[i]);
+
+		if (copy->dir == HMMGPU_COPY_TO_VRAM)
+			copy_highpage(vpage, copy->sys[i]);
+		else
+			copy_highpage(copy->sys[i], vpage);
+	}
+}
+
+static void hmmgpu_sysram_exec(struct hmmgpu_sysram *sys,
+			       const struct hmmgpu_cmd *cmd)
 {
 	switch (cmd->op) {
 	case HMMGPU_CMD_NOP:
+		break;
+	case HMMGPU_CMD_COPY:
+		hmmgpu_sysram_copy(sys, cmd->copy);
 		break;
 	}
 }
@@ -100,7 +139,7 @@ static void hmmgpu_sysram_work(struct work_struct *work)
 			&sq->ring[tail % HMMGPU_SYSRAM_RING_ENTRIES];
 		bool signal = cmd->flags & HMMGPU_CMD_IRQ;
 
-		hmmgpu_sysram_exec(cmd);
+		hmmgpu_sysram_exec(sq->q->hdev->priv, cmd);
 		/* The command's effects are visible before its fence. */
 		smp_store_release(&sq->fence, cmd->seqno);
 		/* Done reading the slot: the submitter may reuse it. */
@@ -147,6 +186,60 @@ static u64 hmmgpu_sysram_queue_fence(struct hmmgpu_queue *q)
 	return smp_load_acquire(&to_sysram_queue(q)->fence);
 }
 
+static int hmmgpu_sysram_copy_prepare(struct hmmgpu_queue *q,
+				      struct hmmgpu_copy *copy)
+{
+	return 0;	/* the worker addresses the pages directly */
+}
+
+static void hmmgpu_sysram_copy_finish(struct hmmgpu_queue *q,
+				      struct hmmgpu_copy *copy, int err)
+{
+	/* Without a result, let the worker finish before the pages go. */
+	if (err)
+		flush_work(&to_sysram_queue(q)->work);
+	copy->done = err ? 0 : copy->npages;
+}
+
+static void hmmgpu_sysram_free_pages(struct page **pages, unsigned int n)
+{
+	while (n)
+		__free_page(pages[--n]);
+	kvfree(pages);
+}
+
+static int hmmgpu_sysram_chunk_alloc(struct hmmgpu_device *hdev,
+				     unsigned int index)
+{
+	struct hmmgpu_sysram *sys = hdev->priv;
+	struct page **pages;
+	unsigned int i;
+
+	if (WARN_ON(index >= sys->num_chunks || sys->backing[index]))
+		return -EINVAL;
+	pages = kvcalloc(HMMGPU_CHUNK_PAGES, sizeof(*pages), GFP_KERNEL);
+	if (!pages)
+		return -ENOMEM;
+	for (i = 0; i < HMMGPU_CHUNK_PAGES; i++) {
+		pages[i] = alloc_page(GFP_HIGHUSER | __GFP_ZERO);
+		if (!pages[i]) {
+			hmmgpu_sysram_free_pages(pages, i);
+			return -ENOMEM;
+		}
+	}
+	sys->backing[index] = pages;
+	return 0;
+}
+
+static void hmmgpu_sysram_chunk_free(struct hmmgpu_device *hdev,
+				     unsigned int index)
+{
+	struct hmmgpu_sysram *sys = hdev->priv;
+
+	hmmgpu_sysram_free_pages(sys->backing[index], HMMGPU_CHUNK_PAGES);
+	sys->backing[index] = NULL;
+}
+
 static const struct hmmgpu_backend_ops hmmgpu_sysram_ops = {
 	.name = "sysram",
 	.type = HMMGPU_BACKEND_SYSRAM,
@@ -154,6 +247,10 @@ static const struct hmmgpu_backend_ops hmmgpu_sysram_ops = {
 	.queue_write = hmmgpu_sysram_queue_write,
 	.queue_kick = hmmgpu_sysram_queue_kick,
 	.queue_fence = hmmgpu_sysram_queue_fence,
+	.copy_prepare = hmmgpu_sysram_copy_prepare,
+	.copy_finish = hmmgpu_sysram_copy_finish,
+	.chunk_alloc = hmmgpu_sysram_chunk_alloc,
+	.chunk_free = hmmgpu_sysram_chunk_free,
 };
 
 /* platform driver */
@@ -175,7 +272,7 @@ static void hmmgpu_sysram_setup(struct hmmgpu_sysram *sys, int id)
 
 	hdev->priv = sys;
 	snprintf(hdev->name, sizeof(hdev->name), "hmmgpu-sysram gpu%d", id);
-	hdev->caps = HMMGPU_CAP_NOP;
+	hdev->caps = HMMGPU_CAP_NOP | HMMGPU_CAP_MIGRATE;
 	hdev->vram_size = (u64)hmmgpu_sysram_vram_mb << 20;
 
 	for (i = 0; i < sys->num_queues; i++) {
@@ -200,6 +297,11 @@ static int hmmgpu_sysram_probe(struct platform_device *pdev)
 	if (!sys)
 		return -ENOMEM;
 	sys->num_queues = 1 + channels;
+	sys->num_chunks = ((u64)hmmgpu_sysram_vram_mb << 20) / HMMGPU_CHUNK_SIZE;
+	sys->backing = devm_kcalloc(dev, sys->num_chunks, sizeof(*sys->backing),
+				    GFP_KERNEL);
+	if (!sys->backing)
+		return -ENOMEM;
 
 	sys->hdev = hmmgpu_device_alloc(dev, &hmmgpu_sysram_ops, channels);
 	if (IS_ERR(sys->hdev))

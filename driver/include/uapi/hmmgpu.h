@@ -30,7 +30,7 @@
 #include <linux/types.h>
 
 #define HMMGPU_UAPI_VERSION_MAJOR 1
-#define HMMGPU_UAPI_VERSION_MINOR 0
+#define HMMGPU_UAPI_VERSION_MINOR 1
 #define HMMGPU_UAPI_VERSION \
 	((HMMGPU_UAPI_VERSION_MAJOR << 16) | HMMGPU_UAPI_VERSION_MINOR)
 
@@ -49,6 +49,7 @@ enum hmmgpu_backend {
 
 /* Capability bits of struct hmmgpu_info.caps. */
 #define HMMGPU_CAP_NOP		_BITUL(0)	/* HMMGPU_IOCTL_NOP */
+#define HMMGPU_CAP_MIGRATE	_BITUL(1)	/* HMMGPU_IOCTL_MIGRATE (1.1) */
 
 #define HMMGPU_NAME_LEN 32
 
@@ -110,7 +111,82 @@ struct hmmgpu_nop {
 	__u64 reserved[4];
 };
 
+/* struct hmmgpu_migrate.flags: the direction, exactly one of */
+#define HMMGPU_MIGRATE_TO_DEVICE	(1u << 0)
+#define HMMGPU_MIGRATE_TO_SYSTEM	(1u << 1)
+
+/**
+ * enum hmmgpu_page_status - per-page outcome of HMMGPU_IOCTL_MIGRATE
+ * @HMMGPU_PAGE_MIGRATED: moved by this call
+ * @HMMGPU_PAGE_RESIDENT: already where it was asked to go
+ * @HMMGPU_PAGE_NOT_PRESENT: nothing is mapped there yet and the direction
+ *	is to system memory (nothing to move), or the page could not be
+ *	allocated on the device side of a hole
+ * @HMMGPU_PAGE_FILE: a page-cache page of a file mapping (e.g. a private
+ *	file mapping not yet written to): mm does not move those to device
+ *	memory
+ * @HMMGPU_PAGE_BUSY: mm could not isolate or unmap the page (pinned,
+ *	locked, under writeback, or raced with another migration)
+ * @HMMGPU_PAGE_NO_VRAM: the device ran out of memory
+ * @HMMGPU_PAGE_COPY_FAILED: the copy engine failed; the data stays where
+ *	it was
+ * @HMMGPU_PAGE_OTHER_DEVICE: resident on another device; move it back to
+ *	system memory first
+ */
+enum hmmgpu_page_status {
+	HMMGPU_PAGE_MIGRATED = 0,
+	HMMGPU_PAGE_RESIDENT = 1,
+	HMMGPU_PAGE_NOT_PRESENT = 2,
+	HMMGPU_PAGE_FILE = 3,
+	HMMGPU_PAGE_BUSY = 4,
+	HMMGPU_PAGE_NO_VRAM = 5,
+	HMMGPU_PAGE_COPY_FAILED = 6,
+	HMMGPU_PAGE_OTHER_DEVICE = 7,
+};
+
+/**
+ * struct hmmgpu_migrate - HMMGPU_IOCTL_MIGRATE argument (version 1.1)
+ * @addr: in, start of the range in the caller's address space, page aligned
+ * @length: in, bytes, a non-zero multiple of the page size; the range
+ *	may not wrap and must lie in the user address space
+ * @flags: in, HMMGPU_MIGRATE_TO_DEVICE or HMMGPU_MIGRATE_TO_SYSTEM
+ * @pad: in, must be 0
+ * @status: in, 0 or a user pointer to one __u8 per page of the range that
+ *	receives its enum hmmgpu_page_status (like move_pages(2)'s status)
+ * @migrated: out, pages moved by this call
+ * @resident: out, pages that were already at the destination
+ * @failed: out, pages that could not move (see @status for why)
+ * @reserved: in, must be 0
+ *
+ * Migrates the pages of [@addr, @addr + @length) of the calling process to
+ * this device's memory, or from any hmmgpu device back to system memory,
+ * through the device's copy engine. The range may span several VMAs;
+ * anonymous private memory (including malloc'd memory and THP, which is
+ * split) and written pages of private file mappings move; other pages are
+ * reported in @status and counted in @failed. Partial success returns 0.
+ *
+ * The file must be used by the process that opened it: the device binds
+ * the opener's address space at open().
+ *
+ * Errors: -EINVAL (see above); -EFAULT part of the range is not mapped, or
+ * @status is not writable; -EPERM the caller's address space is not the
+ * one bound at open(); -EIO the device failed and nothing moved; -ENODEV;
+ * -EINTR a fatal signal arrived (pages moved so far stay moved).
+ */
+struct hmmgpu_migrate {
+	__u64 addr;
+	__u64 length;
+	__u32 flags;
+	__u32 pad;
+	__u64 status;
+	__u64 migrated;
+	__u64 resident;
+	__u64 failed;
+	__u64 reserved[4];
+};
+
 #define HMMGPU_IOCTL_GET_INFO	_IOR(HMMGPU_IOCTL_MAGIC, 0x00, struct hmmgpu_info)
 #define HMMGPU_IOCTL_NOP	_IOWR(HMMGPU_IOCTL_MAGIC, 0x01, struct hmmgpu_nop)
+#define HMMGPU_IOCTL_MIGRATE	_IOWR(HMMGPU_IOCTL_MAGIC, 0x02, struct hmmgpu_migrate)
 
 #endif /* _UAPI_HMMGPU_H */
