@@ -28,7 +28,7 @@ using namespace hmmgpu::test;
 
 namespace {
 
-constexpr uint32_t kEmuVersion = 0x00010000;  // emu/SPEC.md VERSION
+constexpr uint32_t kEmuVersion = 0x00010001;  // emu/SPEC.md VERSION (1.1)
 
 Fd open_device(const Device& d) { return Fd(::open(d.dev_path().c_str(), O_RDWR | O_CLOEXEC)); }
 
