@@ -59,25 +59,14 @@ std::vector<uint8_t> pattern(uint64_t seed, size_t len) {
 class CopyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string templ = (std::filesystem::temp_directory_path() / "hmmgpu-copy-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-    const std::string ram_path = dir_ + "/ram";
-    ram_fd_.reset(::open(ram_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    ASSERT_TRUE(ram_fd_.valid());
-    ASSERT_EQ(::ftruncate(ram_fd_.get(), kRamSize), 0);  // sparse
-    control_ = dir_ + "/control";                        // missing: the device creates it
-    Config config{.socket_dir = dir_,
-                  .guest_ram = ram_path,
-                  .guest_ram_size = kRamSize,
-                  .gpus = kGpus,
-                  .vram_size = kVram,
-                  .channels = kChannels,
-                  .vectors = kVectors,
-                  .verbose = false,
-                  .crash_after_doorbells = 0,
-                  .control_file = control_};
-    emu_.emplace(config);
+    ASSERT_NO_THROW(rig_.emplace(TestRig::Options{.ram_size = kRamSize,
+                                                  .gpus = kGpus,
+                                                  .vram_size = kVram,
+                                                  .channels = kChannels,
+                                                  .vectors = kVectors,
+                                                  .control_file = true}));
+    emu_ = &rig_->emu();
+    control_ = rig_->control_path();
     ASSERT_NO_THROW(q0_ = FakeQemu::connect(emu_->socket_path(0), kVectors));
     ASSERT_NO_THROW(q1_ = FakeQemu::connect(emu_->socket_path(1), kVectors));
   }
@@ -85,17 +74,16 @@ class CopyTest : public ::testing::Test {
   void TearDown() override {
     q0_.reset();
     q1_.reset();
-    emu_.reset();
-    std::filesystem::remove_all(dir_);
+    rig_.reset();
   }
 
   void put(uint64_t gpa, const std::vector<uint8_t>& bytes) const {
-    ASSERT_EQ(::pwrite(ram_fd_.get(), bytes.data(), bytes.size(), off_t(file_off(gpa))),
+    ASSERT_EQ(::pwrite(rig_->ram_fd(), bytes.data(), bytes.size(), off_t(file_off(gpa))),
               ssize_t(bytes.size()));
   }
   [[nodiscard]] std::vector<uint8_t> get(uint64_t gpa, size_t len) const {
     std::vector<uint8_t> bytes(len);
-    EXPECT_EQ(::pread(ram_fd_.get(), bytes.data(), len, off_t(file_off(gpa))), ssize_t(len));
+    EXPECT_EQ(::pread(rig_->ram_fd(), bytes.data(), len, off_t(file_off(gpa))), ssize_t(len));
     return bytes;
   }
   // Writes an OP_COPY_LIST list of (source, destination) pairs at `gpa`.
@@ -139,10 +127,9 @@ class CopyTest : public ::testing::Test {
     return true;
   }
 
-  std::string dir_;
+  std::optional<TestRig> rig_;
+  Emulator* emu_ = nullptr;
   std::string control_;
-  UniqueFd ram_fd_;
-  std::optional<Emulator> emu_;
   std::unique_ptr<FakeQemu> q0_;
   std::unique_ptr<FakeQemu> q1_;
 };

@@ -30,36 +30,23 @@ constexpr uint32_t st(DescStatus status) { return static_cast<uint32_t>(status);
 class DeviceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string templ = (std::filesystem::temp_directory_path() / "hmmgpu-emu-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
-    dir_ = templ;
-    ram_path_ = dir_ + "/ram";
-    ram_fd_.reset(::open(ram_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    ASSERT_TRUE(ram_fd_.valid());
-    ASSERT_EQ(::ftruncate(ram_fd_.get(), kRamSize), 0);  // sparse
-    Config config{.socket_dir = dir_,
-                  .guest_ram = ram_path_,
-                  .guest_ram_size = kRamSize,
-                  .gpus = kGpus,
-                  .vram_size = kVram,
-                  .channels = kChannels,
-                  .vectors = kVectors,
-                  .verbose = false,
-                  .crash_after_doorbells = 0,
-                  .control_file = {}};
-    emu_.emplace(config);
+    ASSERT_NO_THROW(rig_.emplace(TestRig::Options{.ram_size = kRamSize,
+                                                  .gpus = kGpus,
+                                                  .vram_size = kVram,
+                                                  .channels = kChannels,
+                                                  .vectors = kVectors}));
+    emu_ = &rig_->emu();
     ASSERT_NO_THROW(q_ = FakeQemu::connect(emu_->socket_path(0), kVectors));
   }
 
   void TearDown() override {
     q_.reset();
-    emu_.reset();
-    std::filesystem::remove_all(dir_);
+    rig_.reset();
   }
 
   [[nodiscard]] uint64_t ram_at(uint64_t file_offset) const {
     uint64_t value = 0;
-    EXPECT_EQ(::pread(ram_fd_.get(), &value, sizeof(value), static_cast<off_t>(file_offset)),
+    EXPECT_EQ(::pread(rig_->ram_fd(), &value, sizeof(value), static_cast<off_t>(file_offset)),
               static_cast<ssize_t>(sizeof(value)));
     return value;
   }
@@ -71,10 +58,8 @@ class DeviceTest : public ::testing::Test {
     return q_->desc_status(queue, head - 1);
   }
 
-  std::string dir_;
-  std::string ram_path_;
-  UniqueFd ram_fd_;
-  std::optional<Emulator> emu_;
+  std::optional<TestRig> rig_;
+  Emulator* emu_ = nullptr;
   std::unique_ptr<FakeQemu> q_;
 };
 

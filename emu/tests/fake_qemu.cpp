@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "fake_qemu.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <thread>
 
@@ -215,6 +217,38 @@ bool FakeQemu::control(uint32_t bits) {
     heads_.assign(regs::kMaxQueues, 0);
   }
   return acked;
+}
+
+TestRig::TestRig(const Options& options) {
+  std::string templ = (std::filesystem::temp_directory_path() / "hmmgpu-emu-XXXXXX").string();
+  if (::mkdtemp(templ.data()) == nullptr) {
+    throw std::system_error(errno, std::generic_category(), "mkdtemp");
+  }
+  dir_ = templ;
+  const std::string ram_path = dir_ + "/ram";
+  ram_fd_.reset(::open(ram_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!ram_fd_.valid() || ::ftruncate(ram_fd_.get(), static_cast<off_t>(options.ram_size)) != 0) {
+    throw std::system_error(errno, std::generic_category(), ram_path);  // sparse otherwise
+  }
+  if (options.control_file) {
+    control_ = dir_ + "/control";  // missing: the device creates it
+  }
+  emu_.emplace(Config{.socket_dir = dir_,
+                      .guest_ram = ram_path,
+                      .guest_ram_size = options.ram_size,
+                      .gpus = options.gpus,
+                      .vram_size = options.vram_size,
+                      .channels = options.channels,
+                      .vectors = options.vectors,
+                      .verbose = false,
+                      .crash_after_doorbells = 0,
+                      .control_file = control_});
+}
+
+TestRig::~TestRig() {
+  emu_.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
 }
 
 }  // namespace hmmgpu::test

@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "emulator.h"
 #include "gpu.h"
 #include "os.h"
 #include "regs.h"
@@ -91,6 +93,37 @@ class FakeQemu {
   std::vector<UniqueFd> irqs_;
   std::vector<uint32_t> heads_;
   uint32_t control_seq_ = 0;
+};
+
+// What every in-process device test starts from: a temporary directory, a sparse guest-RAM
+// file in it, and an Emulator serving its sockets there. The directory goes with it.
+class TestRig {
+ public:
+  struct Options {
+    uint64_t ram_size = 0;
+    uint32_t gpus = 0;
+    uint64_t vram_size = 0;
+    uint32_t channels = 0;
+    uint32_t vectors = 0;
+    bool control_file = false;  // serve DIR/control (created by the device)
+  };
+  // Throws std::system_error when the directory, file or emulator cannot be set up.
+  explicit TestRig(const Options& options);
+  TestRig(const TestRig&) = delete;
+  TestRig& operator=(const TestRig&) = delete;
+  TestRig(TestRig&&) = delete;
+  TestRig& operator=(TestRig&&) = delete;
+  ~TestRig();
+
+  [[nodiscard]] Emulator& emu() { return *emu_; }
+  [[nodiscard]] int ram_fd() const { return ram_fd_.get(); }
+  [[nodiscard]] const std::string& control_path() const { return control_; }
+
+ private:
+  std::string dir_;
+  std::string control_;
+  UniqueFd ram_fd_;
+  std::optional<Emulator> emu_;
 };
 
 }  // namespace hmmgpu::test
