@@ -62,24 +62,33 @@ class Buffer {
   }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&&) = delete;
+  Buffer& operator=(Buffer&&) = delete;
   ~Buffer() { munmap(data_, bytes_); }
   [[nodiscard]] uint64_t* data() const { return data_; }
   [[nodiscard]] size_t bytes() const { return bytes_; }
   [[nodiscard]] size_t pages() const { return bytes_ / kPage; }
 
   void fill(uint64_t seed) const {
-    for (size_t i = 0; i < bytes_ / 8; ++i) data_[i] = seed ^ (i * 0x9e3779b97f4a7c15ULL);
+    for (size_t i = 0; i < bytes_ / 8; ++i) {
+      data_[i] = seed ^ (i * 0x9e3779b97f4a7c15ULL);
+    }
   }
   [[nodiscard]] bool check(uint64_t seed) const {
-    for (size_t i = 0; i < bytes_ / 8; ++i)
-      if (data_[i] != (seed ^ (i * 0x9e3779b97f4a7c15ULL))) return false;
+    for (size_t i = 0; i < bytes_ / 8; ++i) {
+      if (data_[i] != (seed ^ (i * 0x9e3779b97f4a7c15ULL))) {
+        return false;
+      }
+    }
     return true;
   }
   // One read per page, in address order: every page faults back.
   [[nodiscard]] uint64_t touch() const {
     uint64_t sum = 0;
     const size_t step = kPage / 8;
-    for (size_t i = 0; i < bytes_ / 8; i += step) sum += static_cast<volatile uint64_t*>(data_)[i];
+    for (size_t i = 0; i < bytes_ / 8; i += step) {
+      sum += static_cast<volatile uint64_t*>(data_)[i];
+    }
     return sum;
   }
 
@@ -103,8 +112,9 @@ double seconds(const std::function<void()>& f) {
 
 std::optional<Driver> hmmgpu_driver(int fd) {
   hmmgpu_info info{};
-  if (ioctl(fd, HMMGPU_IOCTL_GET_INFO, &info) != 0 || !(info.caps & HMMGPU_CAP_MIGRATE))
+  if (ioctl(fd, HMMGPU_IOCTL_GET_INFO, &info) != 0 || ((info.caps & HMMGPU_CAP_MIGRATE) == 0U)) {
     return std::nullopt;
+  }
   auto migrate = [fd](const Buffer& b, uint32_t flags) {
     hmmgpu_migrate m{};
     m.addr = reinterpret_cast<uint64_t>(b.data());
@@ -135,25 +145,30 @@ struct Figures {
   std::vector<double> to_dev, fault_back, to_sys;
 };
 
-bool measure(const Driver& d, size_t bytes, int reps, Figures& f) {
-  for (int r = 0; r < reps; ++r) {
+bool measure(const Driver& d, size_t bytes, long reps, Figures& f) {
+  for (long r = 0; r < reps; ++r) {
     Buffer b(bytes);
     const uint64_t seed = 0x1234 + r;
     b.fill(seed);
     bool ok = true;
     f.to_dev.push_back(seconds([&] { ok = d.to_device(b); }));
-    if (!ok)
+    if (!ok) {
       return std::fprintf(stderr, "%s: migration to the device failed\n", d.name.c_str()), false;
+    }
     uint64_t sink = 0;
     f.fault_back.push_back(seconds([&] { sink = b.touch(); }));
     (void)sink;
-    if (!b.check(seed))
+    if (!b.check(seed)) {
       return std::fprintf(stderr, "%s: data wrong after CPU faults\n", d.name.c_str()), false;
-    if (!d.to_device(b)) return false;
+    }
+    if (!d.to_device(b)) {
+      return false;
+    }
     f.to_sys.push_back(seconds([&] { ok = d.to_system(b); }));
-    if (!ok || !b.check(seed))
+    if (!ok || !b.check(seed)) {
       return std::fprintf(stderr, "%s: migration to system failed or data wrong\n", d.name.c_str()),
              false;
+    }
   }
   return true;
 }
@@ -174,7 +189,7 @@ void print(const std::string& name, size_t bytes, Figures& f) {
 
 int main(int argc, char** argv) {
   const size_t mib = argc > 1 ? std::strtoul(argv[1], nullptr, 0) : 64;
-  const int reps = argc > 2 ? std::atoi(argv[2]) : 5;
+  const long reps = argc > 2 ? std::strtol(argv[2], nullptr, 0) : 5;
   if (mib == 0 || reps <= 0) {
     std::fprintf(stderr, "usage: %s [MiB (default 64)] [repetitions (default 5)]\n", argv[0]);
     return 2;
@@ -184,9 +199,13 @@ int main(int argc, char** argv) {
   std::vector<int> fds;
   for (int i = 0; i < 64; ++i) {
     int fd = open(("/dev/hmmgpu" + std::to_string(i)).c_str(), O_RDWR | O_CLOEXEC);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      continue;
+    }
     fds.push_back(fd);
-    if (auto d = hmmgpu_driver(fd)) drivers.push_back(*d);
+    if (auto d = hmmgpu_driver(fd)) {
+      drivers.push_back(*d);
+    }
   }
   if (int fd = open("/dev/hmm_dmirror0", O_RDWR | O_CLOEXEC); fd >= 0) {
     fds.push_back(fd);
@@ -196,7 +215,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "no hmmgpu device with migration and no test_hmm device\n");
     return 2;
   }
-  std::printf("%zu MiB buffer, %d repetitions, MiB/s\n", mib, reps);
+  std::printf("%zu MiB buffer, %ld repetitions, MiB/s\n", mib, reps);
   std::printf("%-28s %-26s %9s %9s\n", "driver", "operation", "best", "median");
   int status = 0;
   for (const Driver& d : drivers) {
@@ -207,6 +226,8 @@ int main(int argc, char** argv) {
     }
     print(d.name, bytes, f);
   }
-  for (int fd : fds) close(fd);
+  for (int fd : fds) {
+    close(fd);
+  }
   return status;
 }

@@ -68,7 +68,9 @@ int main() {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator("/dev", ec)) {
     std::string name = e.path().filename().string();
-    if (name.starts_with("hmmgpu")) nodes.push_back(e.path().string());
+    if (name.starts_with("hmmgpu")) {
+      nodes.push_back(e.path().string());
+    }
   }
   std::sort(nodes.begin(), nodes.end());
   if (nodes.empty()) {
@@ -76,6 +78,8 @@ int main() {
     return 1;
   }
   int failed = 0;
-  for (const auto& n : nodes) failed |= query(n);
+  for (const auto& n : nodes) {
+    failed |= query(n);
+  }
   return failed;
 }

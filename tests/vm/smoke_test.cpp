@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -43,7 +44,9 @@ int nop(const Fd& fd, uint32_t queue, uint32_t count, uint64_t* elapsed = nullpt
   arg.count = count;
   arg.queue = queue;
   int ret = xioctl(fd.get(), HMMGPU_IOCTL_NOP, &arg);
-  if (elapsed != nullptr) *elapsed = arg.elapsed_ns;
+  if (elapsed != nullptr) {
+    *elapsed = arg.elapsed_ns;
+  }
   return ret;
 }
 
@@ -51,8 +54,9 @@ int nop(const Fd& fd, uint32_t queue, uint32_t count, uint64_t* elapsed = nullpt
 std::vector<fs::path> ivshmem_functions() {
   std::vector<fs::path> out;
   for (const auto& e : fs::directory_iterator("/sys/bus/pci/devices")) {
-    if (read_file(e.path() / "vendor") == "0x1af4" && read_file(e.path() / "device") == "0x1110")
+    if (read_file(e.path() / "vendor") == "0x1af4" && read_file(e.path() / "device") == "0x1110") {
       out.push_back(e.path());
+    }
   }
   return out;
 }
@@ -85,8 +89,12 @@ TEST(Platform, ForeignIvshmemIsLeftAlone) {
   size_t unbound = 0;
   for (const auto& f : ivshmem_functions()) {
     std::string drv = driver_of(f);
-    if (drv.starts_with("hmmgpu")) ++ours;
-    if (drv.empty()) ++unbound;
+    if (drv.starts_with("hmmgpu")) {
+      ++ours;
+    }
+    if (drv.empty()) {
+      ++unbound;
+    }
   }
   EXPECT_EQ(ours, static_cast<size_t>(gpus));
   EXPECT_EQ(unbound, static_cast<size_t>(env_long("HMMGPU_VM_PLAIN_IVSHMEM", 0)))
@@ -115,18 +123,20 @@ TEST_P(DeviceTest, InfoMatchesSysfs) {
   EXPECT_EQ("hmmgpu" + std::to_string(info_.index), d.node);
   EXPECT_EQ(d.attr("state"), "ready");
   EXPECT_EQ(d.attr("vram_used"), "0");
-  EXPECT_NE(info_.caps & HMMGPU_CAP_NOP, 0u);
-  EXPECT_EQ(info_.pad, 0u);
-  for (auto r : info_.reserved) EXPECT_EQ(r, 0u);
+  EXPECT_NE(info_.caps & HMMGPU_CAP_NOP, 0U);
+  EXPECT_EQ(info_.pad, 0U);
+  for (auto r : info_.reserved) {
+    EXPECT_EQ(r, 0U);
+  }
   if (d.attr("backend") == "emu") {
     EXPECT_EQ(info_.backend, static_cast<uint32_t>(HMMGPU_BACKEND_EMU));
     EXPECT_EQ(info_.hw_version, kEmuVersion);
-    EXPECT_EQ(info_.vram_size, 256u << 20) << "vm/run's default --vram";
-    EXPECT_EQ(info_.num_channels, 2u) << "vm/run's default --channels";
+    EXPECT_EQ(info_.vram_size, 256U << 20) << "vm/run's default --vram";
+    EXPECT_EQ(info_.num_channels, 2U) << "vm/run's default --channels";
     EXPECT_TRUE(std::string(info_.name).starts_with("hmmgpu-emu gpu")) << info_.name;
   } else {
     EXPECT_EQ(info_.backend, static_cast<uint32_t>(HMMGPU_BACKEND_SYSRAM));
-    EXPECT_EQ(info_.vram_size, 64u << 20) << "sysram_vram_mb defaults to 64";
+    EXPECT_EQ(info_.vram_size, 64U << 20) << "sysram_vram_mb defaults to 64";
   }
 }
 
@@ -135,7 +145,7 @@ TEST_P(DeviceTest, NodeIsWorldUsableCharDevice) {
   struct stat st {};
   ASSERT_EQ(::stat(GetParam().dev_path().c_str(), &st), 0);
   EXPECT_TRUE(S_ISCHR(st.st_mode));
-  EXPECT_EQ(st.st_mode & 0777, 0666u);
+  EXPECT_EQ(st.st_mode & 0777, 0666U);
 }
 
 // A NOP completes on every queue, with its interrupt.
@@ -143,14 +153,15 @@ TEST_P(DeviceTest, NopOnEveryQueue) {
   for (uint32_t q = 0; q < info_.num_queues; ++q) {
     uint64_t elapsed = 0;
     EXPECT_EQ(nop(fd_, q, 1, &elapsed), 0) << "queue " << q;
-    EXPECT_GT(elapsed, 0u) << "queue " << q;
+    EXPECT_GT(elapsed, 0U) << "queue " << q;
   }
 }
 
 // A batch larger than any ring completes: submission waits for ring space.
 TEST_P(DeviceTest, NopBatchLargerThanRing) {
-  for (uint32_t q = 0; q < info_.num_queues; ++q)
+  for (uint32_t q = 0; q < info_.num_queues; ++q) {
     EXPECT_EQ(nop(fd_, q, HMMGPU_NOP_MAX), 0) << "queue " << q;
+  }
 }
 
 // Every malformed NOP is refused with EINVAL and the device keeps working.
@@ -162,24 +173,26 @@ TEST_P(DeviceTest, NopRejectsBadInput) {
     return xioctl(fd_.get(), HMMGPU_IOCTL_NOP, &arg);
   };
   EXPECT_EQ(submit([](hmmgpu_nop& a) { a.flags = 1; }), -EINVAL);
-  EXPECT_EQ(submit([](hmmgpu_nop& a) { a.flags = 0x80000000u; }), -EINVAL);
+  EXPECT_EQ(submit([](hmmgpu_nop& a) { a.flags = 0x80000000U; }), -EINVAL);
   EXPECT_EQ(submit([](hmmgpu_nop& a) { a.count = 0; }), -EINVAL);
   EXPECT_EQ(submit([](hmmgpu_nop& a) { a.count = HMMGPU_NOP_MAX + 1; }), -EINVAL);
   EXPECT_EQ(submit([](hmmgpu_nop& a) { a.count = UINT32_MAX; }), -EINVAL);
   EXPECT_EQ(submit([&](hmmgpu_nop& a) { a.queue = info_.num_queues; }), -EINVAL);
   EXPECT_EQ(submit([](hmmgpu_nop& a) { a.queue = UINT32_MAX; }), -EINVAL);
   EXPECT_EQ(submit([](hmmgpu_nop& a) { a.pad = 1; }), -EINVAL);
-  for (size_t i = 0; i < std::size(hmmgpu_nop{}.reserved); ++i)
+  for (size_t i = 0; i < std::size(hmmgpu_nop{}.reserved); ++i) {
     EXPECT_EQ(submit([&](hmmgpu_nop& a) { a.reserved[i] = 1; }), -EINVAL) << "reserved " << i;
+  }
   EXPECT_EQ(nop(fd_, 0, 1), 0);
 }
 
 // Unknown ioctls get ENOTTY; unreadable or unwritable arguments get EFAULT.
 TEST_P(DeviceTest, BadIoctls) {
   EXPECT_EQ(xioctl(fd_.get(), _IO(HMMGPU_IOCTL_MAGIC, 0x7f), nullptr), -ENOTTY);
-  char small[8] = {};
-  EXPECT_EQ(xioctl(fd_.get(), _IOR(HMMGPU_IOCTL_MAGIC, 0x00, char[8]), small), -ENOTTY);
-  EXPECT_EQ(xioctl(fd_.get(), _IOWR('x', 0x01, struct hmmgpu_nop), small), -ENOTTY);
+  std::array<char, 8> small{};
+  EXPECT_EQ(xioctl(fd_.get(), _IOR(HMMGPU_IOCTL_MAGIC, 0x00, decltype(small)), small.data()),
+            -ENOTTY);
+  EXPECT_EQ(xioctl(fd_.get(), _IOWR('x', 0x01, struct hmmgpu_nop), small.data()), -ENOTTY);
   EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_INFO, nullptr), -EFAULT);
   EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_NOP, reinterpret_cast<void*>(8)), -EFAULT);
   EXPECT_EQ(nop(fd_, 0, 1), 0);
@@ -191,11 +204,14 @@ TEST_P(DeviceTest, ConcurrentNops) {
   constexpr int kIters = 100;
   std::atomic<int> failures{0};
   std::vector<std::jthread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kIters; ++i) {
         uint32_t q = static_cast<uint32_t>(t + i) % info_.num_queues;
-        if (nop(fd_, q, 1 + (i % 64)) != 0) failures.fetch_add(1);
+        if (nop(fd_, q, 1 + (i % 64)) != 0) {
+          failures.fetch_add(1);
+        }
       }
     });
   }
@@ -214,7 +230,9 @@ TEST_P(DeviceTest, NopRoundTripLatency) {
     us.push_back(static_cast<double>(ns) / 1000.0);
   }
   std::sort(us.begin(), us.end());
-  auto pct = [&](double p) { return us[static_cast<size_t>(p * (us.size() - 1))]; };
+  auto pct = [&](double p) {
+    return us[static_cast<size_t>(p * static_cast<double>(us.size() - 1))];
+  };
   std::cout << "NOP round trip " << GetParam().node << " (" << GetParam().attr("backend")
             << "): median " << pct(0.5) << " us, p90 " << pct(0.9) << " us, p99 " << pct(0.99)
             << " us, min " << us.front() << " us over " << kSamples << " NOPs\n";
@@ -228,7 +246,9 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(DeviceTest);
 // ENODEV (no use-after-free), and binding it again brings a working device.
 TEST(Unbind, OpenFileSurvivesUnbindAndRebind) {
   auto emus = devices_with_backend("emu");
-  if (emus.empty()) GTEST_SKIP() << "no emulated GPU in this VM";
+  if (emus.empty()) {
+    GTEST_SKIP() << "no emulated GPU in this VM";
+  }
   const Device d = emus.back();
   fs::path pci = d.parent();
   std::string bdf = pci.filename().string();
