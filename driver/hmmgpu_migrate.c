@@ -432,8 +432,13 @@ static int hmmgpu_migrate_mm(struct hmmgpu_device *hdev, struct mm_struct *mm,
 		ustatus += n;
 		addr = next;
 	}
+	/*
+	 * -ENODEV tells that this file's device is gone; a copy that failed
+	 * on another (lost) device owning the pages is an -EIO here.
+	 */
 	if (copy_err && !args->migrated && args->failed)
-		return copy_err == -ENODEV ? -ENODEV : -EIO;
+		return copy_err == -ENODEV &&
+		       hmmgpu_device_usable(hdev) == -ENODEV ? -ENODEV : -EIO;
 	return 0;
 }
 
