@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "test_util.h"
 
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -91,6 +93,85 @@ long env_long(const char* name, long def) {
   char* end = nullptr;
   long n = std::strtol(v, &end, 0);
   return (end != nullptr && *end == '\0') ? n : def;
+}
+
+const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+
+std::vector<Device> migrate_devices() {
+  std::vector<Device> out;
+  for (const auto& d : list_devices()) {
+    Fd fd(::open(d.dev_path().c_str(), O_RDWR | O_CLOEXEC));
+    hmmgpu_info info{};
+    if (fd.valid() && xioctl(fd.get(), HMMGPU_IOCTL_GET_INFO, &info) == 0 &&
+        (info.caps & HMMGPU_CAP_MIGRATE))
+      out.push_back(d);
+  }
+  return out;
+}
+
+Mapping::Mapping(size_t len, int prot, int flags, int fd) : len_(len) {
+  void* p = ::mmap(nullptr, len, prot, flags, fd, 0);
+  base_ = p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+}
+
+Mapping::~Mapping() {
+  if (base_ != nullptr) ::munmap(base_, len_);
+}
+
+Aligned::Aligned(size_t len, size_t align) : map(len + align) {
+  auto a = reinterpret_cast<uintptr_t>(map.get());
+  ptr = reinterpret_cast<char*>((a + align - 1) & ~(uintptr_t)(align - 1));
+}
+
+namespace {
+uint64_t word(uint64_t seed, size_t page, size_t i) {
+  return (seed * 0x9e3779b97f4a7c15ULL) ^ (page << 20) ^ i;
+}
+}  // namespace
+
+void fill(char* p, size_t pages, uint64_t seed) {
+  for (size_t pg = 0; pg < pages; pg++) {
+    auto* w = reinterpret_cast<uint64_t*>(p + pg * kPage);
+    for (size_t i = 0; i < kPage / 8; i++) w[i] = word(seed, pg, i);
+  }
+}
+
+long first_bad(const char* p, size_t pages, uint64_t seed) {
+  for (size_t pg = 0; pg < pages; pg++) {
+    const auto* w = reinterpret_cast<const uint64_t*>(p + pg * kPage);
+    for (size_t i = 0; i < kPage / 8; i++)
+      if (w[i] != word(seed, pg, i)) return static_cast<long>(pg);
+  }
+  return -1;
+}
+
+int migrate(int fd, void* addr, size_t len, uint32_t flags, std::vector<uint8_t>* status,
+            hmmgpu_migrate* out) {
+  hmmgpu_migrate arg{};
+  arg.addr = reinterpret_cast<uintptr_t>(addr);
+  arg.length = len;
+  arg.flags = flags;
+  if (status != nullptr) {
+    status->assign(len / kPage, 0xff);
+    arg.status = reinterpret_cast<uintptr_t>(status->data());
+  }
+  int ret = xioctl(fd, HMMGPU_IOCTL_MIGRATE, &arg);
+  if (out != nullptr) *out = arg;
+  return ret;
+}
+
+size_t count(const std::vector<uint8_t>& s, uint8_t v, size_t from, size_t to) {
+  size_t n = 0;
+  for (size_t i = from; i < std::min(to, s.size()); i++) n += s[i] == v;
+  return n;
+}
+
+bool in_child(const std::function<bool()>& fn) {
+  pid_t pid = fork();
+  if (pid == 0) _exit(fn() ? 0 : 1);
+  int st = 0;
+  if (pid < 0 || waitpid(pid, &st, 0) != pid) return false;
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
 }  // namespace hmmgpu::test

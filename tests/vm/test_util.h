@@ -3,9 +3,12 @@
 // an owned device fd, and an ioctl wrapper that retries EINTR.
 #pragma once
 
+#include <sys/mman.h>
 #include <uapi/hmmgpu.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,5 +56,50 @@ int xioctl(int fd, unsigned long request, void* arg);
 
 // An environment variable as a number, or def.
 long env_long(const char* name, long def);
+
+// The CPU page size.
+extern const size_t kPage;
+
+// The devices with HMMGPU_CAP_MIGRATE.
+std::vector<Device> migrate_devices();
+
+// An anonymous (or file) mapping, unmapped on destruction.
+class Mapping {
+ public:
+  explicit Mapping(size_t len, int prot = PROT_READ | PROT_WRITE,
+                   int flags = MAP_PRIVATE | MAP_ANONYMOUS, int fd = -1);
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping();
+  [[nodiscard]] char* get() const { return base_; }
+  [[nodiscard]] size_t size() const { return len_; }
+  void forget() { base_ = nullptr; }
+
+ private:
+  char* base_ = nullptr;
+  size_t len_;
+};
+
+// Page-aligned, `align`-aligned region of `len` bytes inside a larger mapping.
+struct Aligned {
+  Aligned(size_t len, size_t align);
+  Mapping map;
+  char* ptr;
+};
+
+// Fill `pages` pages at p with a pattern derived from seed (and the page index).
+void fill(char* p, size_t pages, uint64_t seed);
+// Index of the first page whose data differs from fill()'s pattern, or -1.
+long first_bad(const char* p, size_t pages, uint64_t seed);
+
+// HMMGPU_IOCTL_MIGRATE of [addr, addr + len); returns 0 or -errno.
+int migrate(int fd, void* addr, size_t len, uint32_t flags, std::vector<uint8_t>* status = nullptr,
+            hmmgpu_migrate* out = nullptr);
+
+// Entries of s[from, to) equal to v.
+size_t count(const std::vector<uint8_t>& s, uint8_t v, size_t from = 0, size_t to = SIZE_MAX);
+
+// Run fn in a child process; true when it exited with status 0.
+bool in_child(const std::function<bool()>& fn);
 
 }  // namespace hmmgpu::test
