@@ -58,7 +58,8 @@ std::optional<Device> emu_device(int i) {
   const char* path = std::getenv("HMMGPU_EMU_CONTROL");
   if (path == nullptr) return ::testing::AssertionFailure() << "HMMGPU_EMU_CONTROL not set";
   Fd fd(::open(path, O_WRONLY | O_APPEND | O_CLOEXEC));
-  if (!fd.valid()) return ::testing::AssertionFailure() << "open " << path << ": " << strerror(errno);
+  if (!fd.valid())
+    return ::testing::AssertionFailure() << "open " << path << ": " << strerror(errno);
   std::string text = line + "\n";
   if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
     return ::testing::AssertionFailure() << "write " << path << ": " << strerror(errno);
@@ -226,10 +227,12 @@ class EmuFault : public testing::Test {
     }
   }
   [[nodiscard]] uint64_t vram_used() const { return std::stoull(dev_.attr("vram_used")); }
-  int to_dev(void* p, size_t len, std::vector<uint8_t>* st = nullptr, hmmgpu_migrate* out = nullptr) {
+  int to_dev(void* p, size_t len, std::vector<uint8_t>* st = nullptr,
+             hmmgpu_migrate* out = nullptr) {
     return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_DEVICE, st, out);
   }
-  int to_sys(void* p, size_t len, std::vector<uint8_t>* st = nullptr, hmmgpu_migrate* out = nullptr) {
+  int to_sys(void* p, size_t len, std::vector<uint8_t>* st = nullptr,
+             hmmgpu_migrate* out = nullptr) {
     return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_SYSTEM, st, out);
   }
   Device dev_;
@@ -304,9 +307,9 @@ TEST_F(EmuFault, CpuFaultAllocFailureRetries) {
   KmsgReader kmsg;
   ASSERT_TRUE(kmsg.valid());
   const std::vector<std::pair<std::string, std::string>> settings = {
-      {"task-filter", "Y"},     {"ignore-gfp-wait", "N"}, {"ignore-gfp-highmem", "N"},
-      {"min-order", "0"},       {"verbose", "0"},         {"space", "0"},
-      {"interval", "1"},        {"times", "20"},           {"probability", "100"}};
+      {"task-filter", "Y"}, {"ignore-gfp-wait", "N"}, {"ignore-gfp-highmem", "N"},
+      {"min-order", "0"},   {"verbose", "0"},         {"space", "0"},
+      {"interval", "1"},    {"times", "20"},          {"probability", "100"}};
   std::vector<std::pair<std::string, std::string>> saved;
   for (const auto& [name, value] : settings) {
     saved.emplace_back(name, read_file(fpa + name).value_or(""));
@@ -361,7 +364,8 @@ TEST_F(EmuFault, FaultAroundNeighbourFailure) {
   ASSERT_EQ(to_sys(a.ptr, n * kPage, &st), 0);
   for (size_t pg = 0; pg < n; pg++) {
     bool failed = pg >= failed_from && pg < failed_from + half;
-    EXPECT_EQ(st[pg], failed ? HMMGPU_PAGE_MIGRATED : HMMGPU_PAGE_RESIDENT) << "page " << pg << " " << t;
+    EXPECT_EQ(st[pg], failed ? HMMGPU_PAGE_MIGRATED : HMMGPU_PAGE_RESIDENT)
+        << "page " << pg << " " << t;
   }
   for (size_t pg = 0; pg < n; pg++)
     EXPECT_EQ(std::memcmp(a.ptr + pg * kPage, ref.data() + pg * kPage, kPage), 0) << "page " << pg;
@@ -391,7 +395,8 @@ TEST_F(EmuFault, MigrateToDeviceCopyFailure) {
   std::vector<uint8_t> back;
   ASSERT_EQ(to_sys(b.map.get(), n * kPage, &back), 0);
   for (size_t pg = 0; pg < n; pg++)
-    EXPECT_EQ(back[pg], st[pg] == HMMGPU_PAGE_COPY_FAILED ? HMMGPU_PAGE_RESIDENT : HMMGPU_PAGE_MIGRATED)
+    EXPECT_EQ(back[pg],
+              st[pg] == HMMGPU_PAGE_COPY_FAILED ? HMMGPU_PAGE_RESIDENT : HMMGPU_PAGE_MIGRATED)
         << "page " << pg;
   EXPECT_EQ(b.first_bad(), -1);
   EXPECT_EQ(vram_used(), before);
@@ -422,7 +427,8 @@ TEST_F(EmuFault, MigrateToSystemCopyFailure) {
   std::vector<uint8_t> back;
   ASSERT_EQ(to_sys(b.map.get(), n * kPage, &back), 0);
   for (size_t pg = 0; pg < n; pg++)
-    EXPECT_EQ(back[pg], st[pg] == HMMGPU_PAGE_COPY_FAILED ? HMMGPU_PAGE_MIGRATED : HMMGPU_PAGE_RESIDENT)
+    EXPECT_EQ(back[pg],
+              st[pg] == HMMGPU_PAGE_COPY_FAILED ? HMMGPU_PAGE_MIGRATED : HMMGPU_PAGE_RESIDENT)
         << "page " << pg;
   EXPECT_EQ(b.first_bad(), -1);
   EXPECT_EQ(vram_used(), before);
@@ -532,7 +538,8 @@ TEST(HungDevice, FaultSigbusOthersWork) {
     Fd fd(::open(d.dev_path().c_str(), O_RDWR | O_CLOEXEC));
     ASSERT_TRUE(fd.valid());
     std::vector<uint8_t> st;
-    EXPECT_EQ(migrate(fd.get(), b.map.get(), n * kPage, HMMGPU_MIGRATE_TO_SYSTEM, &st), -EIO) << d.node;
+    EXPECT_EQ(migrate(fd.get(), b.map.get(), n * kPage, HMMGPU_MIGRATE_TO_SYSTEM, &st), -EIO)
+        << d.node;
     EXPECT_EQ(count(st, HMMGPU_PAGE_COPY_FAILED), n) << d.node;
     EXPECT_EQ(d.attr("state"), "ready");
     EXPECT_TRUE(round_trip(d, 32));
@@ -551,9 +558,7 @@ struct Resident {
 };
 
 // rmmod hmmgpu; 0 or errno.
-int unload_module() {
-  return syscall(SYS_delete_module, "hmmgpu", O_NONBLOCK) == 0 ? 0 : errno;
-}
+int unload_module() { return syscall(SYS_delete_module, "hmmgpu", O_NONBLOCK) == 0 ? 0 : errno; }
 
 // insmod $HMMGPU_MODULE $HMMGPU_MODULE_PARAMS; 0 or errno.
 int reload_module() {
@@ -612,7 +617,8 @@ int reload_module() {
   ::close(go[1]);
   int st = 0;
   if (waitpid(pid, &st, 0) != pid) return ::testing::AssertionFailure() << "waitpid";
-  if (!child_ready) return ::testing::AssertionFailure() << "child could not prefetch, status 0x" << std::hex << st;
+  if (!child_ready)
+    return ::testing::AssertionFailure() << "child could not prefetch, status 0x" << std::hex << st;
   if (!before_ok) return ::testing::AssertionFailure() << "preparing the unload failed";
   if (unload != 0) return ::testing::AssertionFailure() << "rmmod hmmgpu: " << strerror(unload);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {

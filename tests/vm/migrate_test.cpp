@@ -43,10 +43,12 @@ class Migrate : public testing::TestWithParam<Device> {
     ASSERT_TRUE(fd_.valid());
   }
   [[nodiscard]] uint64_t vram_used() const { return std::stoull(GetParam().attr("vram_used")); }
-  int to_dev(void* p, size_t len, std::vector<uint8_t>* st = nullptr, hmmgpu_migrate* out = nullptr) {
+  int to_dev(void* p, size_t len, std::vector<uint8_t>* st = nullptr,
+             hmmgpu_migrate* out = nullptr) {
     return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_DEVICE, st, out);
   }
-  int to_sys(void* p, size_t len, std::vector<uint8_t>* st = nullptr, hmmgpu_migrate* out = nullptr) {
+  int to_sys(void* p, size_t len, std::vector<uint8_t>* st = nullptr,
+             hmmgpu_migrate* out = nullptr) {
     return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_SYSTEM, st, out);
   }
   Fd fd_;
@@ -119,7 +121,8 @@ TEST_P(Migrate, CpuFault) {
 
 // A fault brings back its aligned fault-around window, not more.
 TEST_P(Migrate, FaultAround) {
-  long window = std::stol(read_file("/sys/module/hmmgpu/parameters/fault_around_pages").value_or("16"));
+  long window =
+      std::stol(read_file("/sys/module/hmmgpu/parameters/fault_around_pages").value_or("16"));
   if (window < 2) GTEST_SKIP() << "fault_around_pages is " << window;
   const size_t n = 2 * static_cast<size_t>(window);
   Aligned a(n * kPage, window * kPage);
@@ -147,7 +150,9 @@ TEST_P(Migrate, MixedRange) {
   hmmgpu_migrate out{};
   ASSERT_EQ(to_dev(m.get(), m.size(), &st, &out), 0);
   for (size_t i = 0; i < n; i++) {
-    uint8_t want = i % 2 ? HMMGPU_PAGE_NOT_PRESENT : i < 8 ? HMMGPU_PAGE_RESIDENT : HMMGPU_PAGE_MIGRATED;
+    uint8_t want = i % 2   ? HMMGPU_PAGE_NOT_PRESENT
+                   : i < 8 ? HMMGPU_PAGE_RESIDENT
+                           : HMMGPU_PAGE_MIGRATED;
     EXPECT_EQ(st[i], want) << "page " << i;
   }
   EXPECT_EQ(out.resident, 4u);
@@ -198,12 +203,13 @@ TEST_P(Migrate, PrivateFileMapping) {
   unlink(path);
   std::vector<char> content(n * kPage);
   fill(content.data(), n, 8);
-  ASSERT_EQ(write(file.get(), content.data(), content.size()), static_cast<ssize_t>(content.size()));
+  ASSERT_EQ(write(file.get(), content.data(), content.size()),
+            static_cast<ssize_t>(content.size()));
 
   Mapping m(n * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE, file.get());
   ASSERT_NE(m.get(), nullptr);
-  fill(m.get(), 4, 9);                          // pages 0..3: private copies
-  volatile char c = m.get()[4 * kPage];         // page 4: mapped page cache
+  fill(m.get(), 4, 9);                   // pages 0..3: private copies
+  volatile char c = m.get()[4 * kPage];  // page 4: mapped page cache
   (void)c;
   std::vector<uint8_t> st;
   ASSERT_EQ(to_dev(m.get(), m.size(), &st), 0);
