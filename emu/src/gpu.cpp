@@ -559,14 +559,19 @@ DescStatus Gpu::copy_block(const CopySide& src, uint64_t src_addr, const CopySid
   return DescStatus::kOk;
 }
 
-DescStatus Gpu::execute_copy(const Descriptor& desc) {
+// What both copy opcodes check first: flags, ARG4..5 zero (ARG5 is OP_COPY_LIST's write-back
+// field, zero on submission), and the aperture word in ARG3.
+DescStatus Gpu::decode_copy(const Descriptor& desc, CopySide& src, CopySide& dst) const {
   if (const DescStatus status = check_common(desc, 4); status != DescStatus::kOk) {
     return status;
   }
+  return decode_apertures(desc.args[3], src, dst);
+}
+
+DescStatus Gpu::execute_copy(const Descriptor& desc) {
   CopySide src;
   CopySide dst;
-  if (const DescStatus status = decode_apertures(desc.args[3], src, dst);
-      status != DescStatus::kOk) {
+  if (const DescStatus status = decode_copy(desc, src, dst); status != DescStatus::kOk) {
     return status;
   }
   const uint64_t len = desc.args[2];
@@ -580,14 +585,9 @@ DescStatus Gpu::execute_copy_list(uint32_t slot_off, const Descriptor& desc) {
   using namespace regs::copy;
   uint64_t copied = 0;
   const auto run = [&] {
-    // ARG5 is the write-back field; it must be zero on submission.
-    if (const DescStatus status = check_common(desc, 4); status != DescStatus::kOk) {
-      return status;
-    }
     CopySide src;
     CopySide dst;
-    if (const DescStatus status = decode_apertures(desc.args[3], src, dst);
-        status != DescStatus::kOk) {
+    if (const DescStatus status = decode_copy(desc, src, dst); status != DescStatus::kOk) {
       return status;
     }
     const uint64_t list = desc.args[0];

@@ -130,6 +130,8 @@ class Gpu {
   };
   [[nodiscard]] regs::DescStatus decode_apertures(uint64_t word, CopySide& src,
                                                   CopySide& dst) const;
+  [[nodiscard]] regs::DescStatus decode_copy(const Descriptor& desc, CopySide& src,
+                                             CopySide& dst) const;
   [[nodiscard]] regs::DescStatus copy_block(const CopySide& src, uint64_t src_addr,
                                             const CopySide& dst, uint64_t dst_addr, uint64_t len);
   [[nodiscard]] bool consume_fail_copies();
