@@ -210,7 +210,7 @@ struct Buffer {
 }
 
 // Tests on one emulated GPU (DEVICE_INDEX 0) with fault injection.
-class EmuFault : public testing::Test {
+class EmuFault : public testing::Test, protected MigrateCalls {
  protected:
   void SetUp() override {
     if (std::getenv("HMMGPU_EMU_CONTROL") == nullptr) GTEST_SKIP() << "no emulator control file";
@@ -227,16 +227,7 @@ class EmuFault : public testing::Test {
     }
   }
   [[nodiscard]] uint64_t vram_used() const { return std::stoull(dev_.attr("vram_used")); }
-  int to_dev(void* p, size_t len, std::vector<uint8_t>* st = nullptr,
-             hmmgpu_migrate* out = nullptr) {
-    return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_DEVICE, st, out);
-  }
-  int to_sys(void* p, size_t len, std::vector<uint8_t>* st = nullptr,
-             hmmgpu_migrate* out = nullptr) {
-    return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_SYSTEM, st, out);
-  }
   Device dev_;
-  Fd fd_;
 };
 
 // A failed copy of the faulting page raises SIGBUS for that access only; the

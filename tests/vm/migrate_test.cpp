@@ -36,22 +36,13 @@ std::string param_name(const testing::TestParamInfo<Device>& p) {
   return p.param.attr("backend") + "_" + p.param.node;
 }
 
-class Migrate : public testing::TestWithParam<Device> {
+class Migrate : public testing::TestWithParam<Device>, protected MigrateCalls {
  protected:
   void SetUp() override {
     fd_ = Fd(::open(GetParam().dev_path().c_str(), O_RDWR | O_CLOEXEC));
     ASSERT_TRUE(fd_.valid());
   }
   [[nodiscard]] uint64_t vram_used() const { return std::stoull(GetParam().attr("vram_used")); }
-  int to_dev(void* p, size_t len, std::vector<uint8_t>* st = nullptr,
-             hmmgpu_migrate* out = nullptr) {
-    return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_DEVICE, st, out);
-  }
-  int to_sys(void* p, size_t len, std::vector<uint8_t>* st = nullptr,
-             hmmgpu_migrate* out = nullptr) {
-    return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_SYSTEM, st, out);
-  }
-  Fd fd_;
 };
 
 // Prefetch to the device and back: statuses, counters, vram_used and data.

@@ -102,4 +102,18 @@ size_t count(const std::vector<uint8_t>& s, uint8_t v, size_t from = 0, size_t t
 // Run fn in a child process; true when it exited with status 0.
 bool in_child(const std::function<bool()>& fn);
 
+// The migrations a fixture that holds an open device makes; fixtures derive from it and open fd_.
+class MigrateCalls {
+ protected:
+  int to_dev(void* p, size_t len, std::vector<uint8_t>* st = nullptr,
+             hmmgpu_migrate* out = nullptr) const {
+    return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_DEVICE, st, out);
+  }
+  int to_sys(void* p, size_t len, std::vector<uint8_t>* st = nullptr,
+             hmmgpu_migrate* out = nullptr) const {
+    return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_SYSTEM, st, out);
+  }
+  Fd fd_;
+};
+
 }  // namespace hmmgpu::test
