@@ -24,7 +24,8 @@
  *    data and each queue's private data, and starts its hardware;
  * 3. calls hmmgpu_device_register(), which runs a NOP on queue 0 as a
  *    self-test, sets up the VRAM allocator (hmmgpu_vram.c) of a device
- *    with %HMMGPU_CAP_MIGRATE and creates /dev/hmmgpuN.
+ *    with %HMMGPU_CAP_MIGRATE and creates /dev/hmmgpuN and its debugfs
+ *    directory (hmmgpu_counters.c).
  *
  * From its remove it calls hmmgpu_device_unregister() first, which moves
  * every page still in VRAM back to system memory, then stops the hardware,
@@ -326,6 +327,9 @@ static long hmmgpu_ioctl(struct file *file, unsigned int cmd,
 	case HMMGPU_IOCTL_MIGRATE:
 		fn = hmmgpu_ioctl_migrate;
 		break;
+	case HMMGPU_IOCTL_GET_COUNTERS:
+		fn = hmmgpu_ioctl_get_counters;
+		break;
 	default:
 		return -ENOTTY;
 	}
@@ -521,12 +525,14 @@ int hmmgpu_device_register(struct hmmgpu_device *hdev)
 			return ret;
 	}
 
+	hdev->caps |= HMMGPU_CAP_COUNTERS;
 	ret = cdev_device_add(&hdev->cdev, &hdev->dev);
 	if (ret) {
 		hmmgpu_vram_fini(hdev);
 		return ret;
 	}
 	hdev->registered = true;
+	hmmgpu_debugfs_add(hdev);
 
 	dev_info(&hdev->dev,
 		 "%s (%s, %s): %llu MiB VRAM, %u channels, NOP round trip %llu us\n",
@@ -552,8 +558,10 @@ void hmmgpu_device_unregister(struct hmmgpu_device *hdev)
 {
 	unsigned int i;
 
-	if (hdev->registered)
+	if (hdev->registered) {
+		hmmgpu_debugfs_remove(hdev);
 		cdev_device_del(&hdev->cdev, &hdev->dev);
+	}
 	hdev->registered = false;
 
 	hmmgpu_vram_evict(hdev);
@@ -586,6 +594,7 @@ int hmmgpu_core_init(void)
 	ret = class_register(&hmmgpu_class);
 	if (ret)
 		goto err_unregister_region;
+	hmmgpu_debugfs_init();
 	return 0;
 
 err_unregister_region:
@@ -598,6 +607,7 @@ err_unregister_region:
  */
 void hmmgpu_core_exit(void)
 {
+	hmmgpu_debugfs_exit();
 	class_unregister(&hmmgpu_class);
 	unregister_chrdev_region(hmmgpu_devt, HMMGPU_MAX_DEVICES);
 	ida_destroy(&hmmgpu_ida);

@@ -34,6 +34,7 @@
 /* At most this many pages per copy command (one OP_COPY_LIST). */
 #define HMMGPU_COPY_MAX_PAGES	4096
 
+struct dentry;
 struct hmmgpu_device;
 struct hmmgpu_queue;
 struct hmmgpu_vram;
@@ -148,6 +149,9 @@ struct hmmgpu_job {
  * @irq_fence: fence value seen by the last completion signal
  * @irq_time: when that signal arrived
  * @wq: waiters for @irq_fence or a change of the device state
+ * @busy_ns: sum over the queue's completed copy jobs of the time from the
+ *	first doorbell to the completion signal (updated under @lock, read
+ *	without it)
  */
 struct hmmgpu_queue {
 	struct hmmgpu_device *hdev;
@@ -164,6 +168,32 @@ struct hmmgpu_queue {
 	ktime_t irq_time;
 
 	wait_queue_head_t wq;
+
+	atomic64_t busy_ns;
+};
+
+/**
+ * struct hmmgpu_stats - event counters of a device
+ * @to_device_pages: pages migrated into the device's VRAM
+ * @to_system_pages: pages migrated from the device's VRAM to system memory
+ * @cpu_faults: calls of hmmgpu_migrate_to_ram() on the device's pages
+ * @fault_around_pages: pages those calls moved besides the faulting page
+ * @copy_batches: hmmgpu_device_copy() calls
+ * @copy_errors: pages that hmmgpu_device_copy() failed to copy
+ * @vram_alloc_failures: hmmgpu_vram_alloc_page() calls that returned NULL
+ *
+ * Updated lock-free where the events happen and read by
+ * hmmgpu_device_counters(); a migration counts on the device that owns the
+ * VRAM page. The per-channel busy time is &hmmgpu_queue.busy_ns.
+ */
+struct hmmgpu_stats {
+	atomic64_t to_device_pages;
+	atomic64_t to_system_pages;
+	atomic64_t cpu_faults;
+	atomic64_t fault_around_pages;
+	atomic64_t copy_batches;
+	atomic64_t copy_errors;
+	atomic64_t vram_alloc_failures;
 };
 
 /**
@@ -260,6 +290,9 @@ struct hmmgpu_backend_ops {
  * @copy_rr: picks the channel of the next single-channel copy
  * @vram: the VRAM allocator, for a device with %HMMGPU_CAP_MIGRATE; set
  *	up by hmmgpu_device_register()
+ * @stats: event counters (HMMGPU_IOCTL_GET_COUNTERS, debugfs)
+ * @debugfs: the device's debugfs directory hmmgpu/hmmgpuN, or NULL or an
+ *	error pointer when there is none
  *
  * Everything from @name on is set by the backend between
  * hmmgpu_device_alloc() and hmmgpu_device_register() and constant after.
@@ -285,6 +318,8 @@ struct hmmgpu_device {
 	struct hmmgpu_queue *queues;
 	atomic_t copy_rr;
 	struct hmmgpu_vram *vram;
+	struct hmmgpu_stats stats;
+	struct dentry *debugfs;
 };
 
 /**
@@ -336,6 +371,13 @@ enum hmmgpu_state hmmgpu_device_state(struct hmmgpu_device *hdev);
 void hmmgpu_device_set_state(struct hmmgpu_device *hdev,
 			     enum hmmgpu_state state);
 int hmmgpu_device_usable(struct hmmgpu_device *hdev);
+
+/* hmmgpu_counters.c */
+int hmmgpu_ioctl_get_counters(struct hmmgpu_file *hfile, void __user *uarg);
+void hmmgpu_debugfs_init(void);
+void hmmgpu_debugfs_exit(void);
+void hmmgpu_debugfs_add(struct hmmgpu_device *hdev);
+void hmmgpu_debugfs_remove(struct hmmgpu_device *hdev);
 
 /* hmmgpu_queue.c */
 void hmmgpu_queue_init(struct hmmgpu_queue *q, struct hmmgpu_device *hdev,

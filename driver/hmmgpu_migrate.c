@@ -36,6 +36,11 @@
  * could be allocated for it, VM_FAULT_SIGBUS when its copy failed (copy
  * error, hung or lost device); a neighbour that could not move stays in
  * VRAM.
+ *
+ * Every path counts the pages that moved on the device owning their VRAM
+ * page (&hmmgpu_device.stats, see hmmgpu_counters.c) once mm has moved
+ * them, and the ioctl and the fault path fire the hmmgpu_migrate and
+ * hmmgpu_cpu_fault tracepoints.
  */
 
 /**
@@ -59,6 +64,7 @@
 #include <linux/uaccess.h>
 
 #include "hmmgpu_drv.h"
+#include "hmmgpu_trace.h"
 
 /* Pages per migrate_vma_setup(); at most %HMMGPU_COPY_MAX_PAGES. */
 #define HMMGPU_MIGRATE_BATCH	512
@@ -287,6 +293,53 @@ static void hmmgpu_batch_prepare_to_system(struct hmmgpu_batch *b,
 	}
 }
 
+/* Add @npages moved pages in direction @dir to the counters of @hdev. */
+static void hmmgpu_stats_moved(struct hmmgpu_device *hdev,
+			       enum hmmgpu_copy_dir dir, unsigned long npages)
+{
+	if (!hdev || !npages)
+		return;
+	if (dir == HMMGPU_COPY_TO_VRAM)
+		atomic64_add(npages, &hdev->stats.to_device_pages);
+	else
+		atomic64_add(npages, &hdev->stats.to_system_pages);
+}
+
+/**
+ * hmmgpu_batch_account() - count the pages of a batch that moved
+ * @b: the batch, after migrate_vma_pages() (or migrate_device_pages()) and
+ *	before finalizing it, while its VRAM pages are still referenced
+ * @n: its pages
+ * @dir: direction
+ *
+ * Each page counts on the device that owns its VRAM page; consecutive
+ * pages of one device are added at once.
+ *
+ * Return: the pages that moved.
+ */
+static unsigned long hmmgpu_batch_account(struct hmmgpu_batch *b,
+					  unsigned long n,
+					  enum hmmgpu_copy_dir dir)
+{
+	struct hmmgpu_device *hdev = NULL, *owner;
+	unsigned long i, run = 0, moved = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!b->dst[i] || !(b->src[i] & MIGRATE_PFN_MIGRATE))
+			continue;
+		owner = hmmgpu_vram_page_device(b->dev[i]);
+		if (owner != hdev) {
+			hmmgpu_stats_moved(hdev, dir, run);
+			hdev = owner;
+			run = 0;
+		}
+		run++;
+		moved++;
+	}
+	hmmgpu_stats_moved(hdev, dir, run);
+	return moved;
+}
+
 /* Pages that mm refused in migrate_vma_pages() did not move after all. */
 static void hmmgpu_batch_check_moved(struct hmmgpu_batch *b, unsigned long n)
 {
@@ -345,6 +398,7 @@ static int hmmgpu_migrate_range(struct hmmgpu_device *hdev,
 	ret = hmmgpu_batch_copy_and_set(b, n, dir);
 	migrate_vma_pages(&args);
 	hmmgpu_batch_check_moved(b, n);
+	hmmgpu_batch_account(b, n, dir);
 	migrate_vma_finalize(&args);
 	return ret;
 }
@@ -414,6 +468,7 @@ static int hmmgpu_migrate_mm(struct hmmgpu_device *hdev, struct mm_struct *mm,
 	u8 __user *ustatus = u64_to_user_ptr(args->status);
 	unsigned long addr = args->addr, end = args->addr + args->length;
 	unsigned long next, n;
+	u64 migrated, failed;
 	int copy_err = 0, ret;
 
 	while (addr < end) {
@@ -426,7 +481,12 @@ static int hmmgpu_migrate_mm(struct hmmgpu_device *hdev, struct mm_struct *mm,
 			copy_err = ret;
 
 		n = (next - addr) >> PAGE_SHIFT;
+		migrated = args->migrated;
+		failed = args->failed;
 		hmmgpu_migrate_count(args, b->status, n);
+		trace_hmmgpu_migrate(hdev->minor, dir == HMMGPU_COPY_TO_VRAM,
+				     addr, n, args->migrated - migrated,
+				     args->failed - failed);
 		if (args->status && copy_to_user(ustatus, b->status, n))
 			return -EFAULT;
 		ustatus += n;
@@ -541,6 +601,23 @@ static vm_fault_t hmmgpu_fault_prepare(struct hmmgpu_batch *b,
 	return 0;
 }
 
+/*
+ * Count the pages a fault moved; the neighbours of the faulting page (index
+ * @fi) count as fault-around pages of @hdev, the device of the faulting page.
+ */
+static void hmmgpu_fault_account(struct hmmgpu_device *hdev,
+				 struct hmmgpu_batch *b,
+				 struct migrate_vma *args, unsigned long fi)
+{
+	unsigned long moved;
+
+	moved = hmmgpu_batch_account(b, args->npages, HMMGPU_COPY_TO_SYSTEM);
+	if (b->dst[fi] && (b->src[fi] & MIGRATE_PFN_MIGRATE))
+		moved--;
+	if (moved)
+		atomic64_add(moved, &hdev->stats.fault_around_pages);
+}
+
 /**
  * hmmgpu_migrate_to_ram() - &dev_pagemap_ops.migrate_to_ram of VRAM pages
  * @vmf: the fault on a VRAM page, &vm_fault.page locked
@@ -562,14 +639,18 @@ vm_fault_t hmmgpu_migrate_to_ram(struct vm_fault *vmf)
 		.flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
 		.fault_page = vmf->page,
 	};
+	struct hmmgpu_device *hdev = hmmgpu_vram_page_device(vmf->page);
 	struct hmmgpu_batch *b;
 	unsigned long fi;
 	vm_fault_t ret;
 
-	b = hmmgpu_batch_alloc(GFP_KERNEL);
-	if (!b)
-		return VM_FAULT_OOM;
+	atomic64_inc(&hdev->stats.cpu_faults);
 	hmmgpu_fault_window(vmf, &args.start, &args.end);
+	b = hmmgpu_batch_alloc(GFP_KERNEL);
+	if (!b) {
+		ret = VM_FAULT_OOM;
+		goto out_trace;
+	}
 	args.src = b->src;
 	args.dst = b->dst;
 	hmmgpu_batch_reset(b, (args.end - args.start) >> PAGE_SHIFT);
@@ -584,9 +665,14 @@ vm_fault_t hmmgpu_migrate_to_ram(struct vm_fault *vmf)
 	if (b->status[fi] == HMMGPU_PAGE_COPY_FAILED)
 		ret = VM_FAULT_SIGBUS;
 	migrate_vma_pages(&args);
+	hmmgpu_fault_account(hdev, b, &args, fi);
 	migrate_vma_finalize(&args);
 out_free:
 	kvfree(b);
+out_trace:
+	trace_hmmgpu_cpu_fault(hdev->minor, vmf->address,
+			       (args.end - args.start) >> PAGE_SHIFT,
+			       (__force unsigned int)ret);
 	return ret;
 }
 
@@ -626,6 +712,7 @@ void hmmgpu_migrate_evict(unsigned long start_pfn, unsigned long npages)
 	}
 	hmmgpu_batch_set_dst(b, npages, HMMGPU_COPY_TO_SYSTEM);
 	migrate_device_pages(b->src, b->dst, npages);
+	hmmgpu_batch_account(b, npages, HMMGPU_COPY_TO_SYSTEM);
 	migrate_device_finalize(b->src, b->dst, npages);
 	if (lost)
 		pr_err("hmmgpu: %lu pages of a failed device lost their data at eviction (now zero-filled)\n",

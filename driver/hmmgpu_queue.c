@@ -84,6 +84,7 @@ void hmmgpu_queue_init(struct hmmgpu_queue *q, struct hmmgpu_device *hdev,
 	lockdep_set_class(&q->lock, &hmmgpu_queue_lock_keys[index]);
 	spin_lock_init(&q->irq_lock);
 	init_waitqueue_head(&q->wq);
+	atomic64_set(&q->busy_ns, 0);
 }
 
 /**
@@ -396,11 +397,17 @@ static void hmmgpu_copy_complete(struct hmmgpu_copy_part *p,
 	struct hmmgpu_queue *q = p->q;
 
 	if (p->prepared) {
-		if (!p->err)
+		if (!p->err) {
 			p->err = __hmmgpu_job_wait(q, &p->job, false);
+			if (!p->err)
+				atomic64_add(hmmgpu_job_elapsed_ns(&p->job),
+					     &q->busy_ns);
+		}
 		q->hdev->ops->copy_finish(q, &p->copy, p->err);
 	}
 	if (p->copy.done < p->copy.npages) {
+		atomic64_add(p->copy.npages - p->copy.done,
+			     &q->hdev->stats.copy_errors);
 		bitmap_set(failed, p->first + p->copy.done,
 			   p->copy.npages - p->copy.done);
 		if (!p->err)
@@ -457,9 +464,11 @@ int hmmgpu_device_copy(struct hmmgpu_device *hdev, enum hmmgpu_copy_dir dir,
 
 	if (WARN_ON_ONCE(!npages || npages > HMMGPU_COPY_MAX_PAGES))
 		return -EINVAL;
+	atomic64_inc(&hdev->stats.copy_batches);
 	n = hmmgpu_copy_channels(hdev, npages, &first);
 	parts = kcalloc(n, sizeof(*parts), GFP_KERNEL);
 	if (!parts) {
+		atomic64_add(npages, &hdev->stats.copy_errors);
 		bitmap_set(failed, 0, npages);
 		return -ENOMEM;
 	}

@@ -308,8 +308,10 @@ struct page *hmmgpu_vram_alloc_page(struct hmmgpu_device *hdev)
 	struct page *page;
 
 	while (!(page = hmmgpu_vram_take(vram))) {
-		if (hmmgpu_vram_grow(vram))
+		if (hmmgpu_vram_grow(vram)) {
+			atomic64_inc(&hdev->stats.vram_alloc_failures);
 			return NULL;
+		}
 	}
 	page->zone_device_data = NULL;
 	zone_device_page_init(page);

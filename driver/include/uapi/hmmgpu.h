@@ -30,7 +30,7 @@
 #include <linux/types.h>
 
 #define HMMGPU_UAPI_VERSION_MAJOR 1
-#define HMMGPU_UAPI_VERSION_MINOR 1
+#define HMMGPU_UAPI_VERSION_MINOR 2
 #define HMMGPU_UAPI_VERSION \
 	((HMMGPU_UAPI_VERSION_MAJOR << 16) | HMMGPU_UAPI_VERSION_MINOR)
 
@@ -50,6 +50,7 @@ enum hmmgpu_backend {
 /* Capability bits of struct hmmgpu_info.caps. */
 #define HMMGPU_CAP_NOP		_BITUL(0)	/* HMMGPU_IOCTL_NOP */
 #define HMMGPU_CAP_MIGRATE	_BITUL(1)	/* HMMGPU_IOCTL_MIGRATE (1.1) */
+#define HMMGPU_CAP_COUNTERS	_BITUL(2)	/* HMMGPU_IOCTL_GET_COUNTERS (1.2) */
 
 #define HMMGPU_NAME_LEN 32
 
@@ -112,8 +113,8 @@ struct hmmgpu_nop {
 };
 
 /* struct hmmgpu_migrate.flags: the direction, exactly one of */
-#define HMMGPU_MIGRATE_TO_DEVICE	(1u << 0)
-#define HMMGPU_MIGRATE_TO_SYSTEM	(1u << 1)
+#define HMMGPU_MIGRATE_TO_DEVICE	_BITUL(0)
+#define HMMGPU_MIGRATE_TO_SYSTEM	_BITUL(1)
 
 /**
  * enum hmmgpu_page_status - per-page outcome of HMMGPU_IOCTL_MIGRATE
@@ -185,8 +186,62 @@ struct hmmgpu_migrate {
 	__u64 reserved[4];
 };
 
+/* Entries of struct hmmgpu_counters.channel_busy_ns. */
+#define HMMGPU_MAX_CHANNELS_UAPI 31
+
+/**
+ * struct hmmgpu_counters - HMMGPU_IOCTL_GET_COUNTERS argument (version 1.2)
+ * @flags: in, must be 0
+ * @num_channels: out, entries of @channel_busy_ns in use: the device's
+ *	copy channels, or 1 for a device without channels (its copies run on
+ *	queue 0, reported as entry 0)
+ * @to_device_pages: out, pages migrated into this device's memory
+ * @to_device_bytes: out, bytes of @to_device_pages
+ * @to_system_pages: out, pages migrated from this device's memory to system
+ *	memory: by HMMGPU_IOCTL_MIGRATE, by CPU faults (the faulting page and
+ *	its fault-around neighbours) and at eviction
+ * @to_system_bytes: out, bytes of @to_system_pages
+ * @cpu_faults: out, CPU faults on this device's memory handled (calls of
+ *	the driver's migrate_to_ram)
+ * @fault_around_pages: out, neighbours migrated by those faults besides
+ *	the faulting pages
+ * @copy_batches: out, copies submitted to the copy engine (each may be
+ *	split over several channels)
+ * @copy_errors: out, pages whose copy failed
+ * @vram_alloc_failures: out, device pages that could not be allocated
+ * @channel_busy_ns: out, per channel, the sum over its copy jobs of the
+ *	time from ringing the doorbell to the completion interrupt; entries
+ *	from @num_channels on are zero
+ * @reserved: in, must be 0; out, zero
+ *
+ * Reads the counters of the device. They start at zero when the device is
+ * registered, only grow and are read without stopping the device: the
+ * fields are not one atomic snapshot. A migration counts on the device that
+ * owns the device page, whichever file asked for it. The same values appear
+ * in debugfs, hmmgpu/hmmgpuN/counters.
+ *
+ * Errors: -EINVAL (see above).
+ */
+struct hmmgpu_counters {
+	__u32 flags;
+	__u32 num_channels;
+	__u64 to_device_pages;
+	__u64 to_device_bytes;
+	__u64 to_system_pages;
+	__u64 to_system_bytes;
+	__u64 cpu_faults;
+	__u64 fault_around_pages;
+	__u64 copy_batches;
+	__u64 copy_errors;
+	__u64 vram_alloc_failures;
+	__u64 channel_busy_ns[HMMGPU_MAX_CHANNELS_UAPI];
+	__u64 reserved[8];
+};
+
 #define HMMGPU_IOCTL_GET_INFO	_IOR(HMMGPU_IOCTL_MAGIC, 0x00, struct hmmgpu_info)
 #define HMMGPU_IOCTL_NOP	_IOWR(HMMGPU_IOCTL_MAGIC, 0x01, struct hmmgpu_nop)
 #define HMMGPU_IOCTL_MIGRATE	_IOWR(HMMGPU_IOCTL_MAGIC, 0x02, struct hmmgpu_migrate)
+#define HMMGPU_IOCTL_GET_COUNTERS \
+	_IOWR(HMMGPU_IOCTL_MAGIC, 0x03, struct hmmgpu_counters)
 
 #endif /* _UAPI_HMMGPU_H */

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * hmmgpu: event counters, their ioctl and debugfs files, and tracepoints
+ */
+
+/**
+ * DOC: Counters
+ *
+ * Each device counts its migrations, CPU faults, copies, copy errors and
+ * VRAM allocation failures in &hmmgpu_device.stats, and the busy time of
+ * each copy channel in &hmmgpu_queue.busy_ns. The counters are atomics
+ * updated where the events happen (hmmgpu_migrate.c, hmmgpu_queue.c,
+ * hmmgpu_vram.c), without locks, and read here without stopping the
+ * device. They are shown by HMMGPU_IOCTL_GET_COUNTERS and by the debugfs
+ * file hmmgpu/hmmgpuN/counters, one "name value" line per counter, which
+ * exists from hmmgpu_device_register() to hmmgpu_device_unregister().
+ *
+ * The tracepoints of hmmgpu_trace.h are created in this file: hmmgpu_migrate
+ * per batch of HMMGPU_IOCTL_MIGRATE and hmmgpu_cpu_fault per CPU fault on
+ * VRAM.
+ */
+
+/**
+ * DOC: Locking
+ *
+ * None of its own: the counters are atomics. debugfs_remove_recursive()
+ * waits for the readers of a device's files, so a reader never sees a
+ * device whose unregister has returned.
+ */
+
+#include <linux/debugfs.h>
+#include <linux/seq_file.h>
+#include <linux/uaccess.h>
+
+#include "hmmgpu_drv.h"
+
+#define CREATE_TRACE_POINTS
+#include "hmmgpu_trace.h"
+
+static_assert(HMMGPU_MAX_QUEUES - 1 <= HMMGPU_MAX_CHANNELS_UAPI);
+
+static struct dentry *hmmgpu_debugfs_root;
+
+/* Fill the output fields of @c from the counters of @hdev. */
+static void hmmgpu_device_counters(struct hmmgpu_device *hdev,
+				   struct hmmgpu_counters *c)
+{
+	const struct hmmgpu_stats *s = &hdev->stats;
+	unsigned int i;
+
+	c->to_device_pages = atomic64_read(&s->to_device_pages);
+	c->to_device_bytes = c->to_device_pages << PAGE_SHIFT;
+	c->to_system_pages = atomic64_read(&s->to_system_pages);
+	c->to_system_bytes = c->to_system_pages << PAGE_SHIFT;
+	c->cpu_faults = atomic64_read(&s->cpu_faults);
+	c->fault_around_pages = atomic64_read(&s->fault_around_pages);
+	c->copy_batches = atomic64_read(&s->copy_batches);
+	c->copy_errors = atomic64_read(&s->copy_errors);
+	c->vram_alloc_failures = atomic64_read(&s->vram_alloc_failures);
+
+	/* Without channels, copies run on queue 0. */
+	if (!hdev->num_channels) {
+		c->num_channels = 1;
+		c->channel_busy_ns[0] = atomic64_read(&hdev->queues[0].busy_ns);
+		return;
+	}
+	c->num_channels = hdev->num_channels;
+	for (i = 0; i < hdev->num_channels; i++)
+		c->channel_busy_ns[i] =
+			atomic64_read(&hmmgpu_queue_get(hdev, i + 1)->busy_ns);
+}
+
+static bool hmmgpu_counters_valid(const struct hmmgpu_counters *args)
+{
+	return !args->flags &&
+	       !memchr_inv(args->reserved, 0, sizeof(args->reserved));
+}
+
+/**
+ * hmmgpu_ioctl_get_counters() - HMMGPU_IOCTL_GET_COUNTERS
+ * @hfile: the open file
+ * @uarg: user pointer to &struct hmmgpu_counters
+ *
+ * Context: process context, &hmmgpu_device.unplug_lock held for read.
+ * Return: 0 or -errno as documented in include/uapi/hmmgpu.h.
+ */
+int hmmgpu_ioctl_get_counters(struct hmmgpu_file *hfile, void __user *uarg)
+{
+	struct hmmgpu_counters args;
+
+	if (copy_from_user(&args, uarg, sizeof(args)))
+		return -EFAULT;
+	if (!hmmgpu_counters_valid(&args))
+		return -EINVAL;
+
+	memset(&args, 0, sizeof(args));
+	hmmgpu_device_counters(hfile->hdev, &args);
+	if (copy_to_user(uarg, &args, sizeof(args)))
+		return -EFAULT;
+	return 0;
+}
+
+static int hmmgpu_counters_show(struct seq_file *m, void *unused)
+{
+	struct hmmgpu_device *hdev = m->private;
+	struct hmmgpu_counters c = {};
+	unsigned int i;
+
+	hmmgpu_device_counters(hdev, &c);
+	seq_printf(m, "to_device_pages %llu\n", c.to_device_pages);
+	seq_printf(m, "to_device_bytes %llu\n", c.to_device_bytes);
+	seq_printf(m, "to_system_pages %llu\n", c.to_system_pages);
+	seq_printf(m, "to_system_bytes %llu\n", c.to_system_bytes);
+	seq_printf(m, "cpu_faults %llu\n", c.cpu_faults);
+	seq_printf(m, "fault_around_pages %llu\n", c.fault_around_pages);
+	seq_printf(m, "copy_batches %llu\n", c.copy_batches);
+	seq_printf(m, "copy_errors %llu\n", c.copy_errors);
+	seq_printf(m, "vram_alloc_failures %llu\n", c.vram_alloc_failures);
+	seq_printf(m, "num_channels %u\n", c.num_channels);
+	for (i = 0; i < c.num_channels; i++)
+		seq_printf(m, "channel%u_busy_ns %llu\n", i,
+			   c.channel_busy_ns[i]);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(hmmgpu_counters);
+
+/**
+ * hmmgpu_debugfs_init() - create the debugfs directory hmmgpu
+ *
+ * Without debugfs nothing is created; that is not an error.
+ */
+void hmmgpu_debugfs_init(void)
+{
+	hmmgpu_debugfs_root = debugfs_create_dir("hmmgpu", NULL);
+}
+
+/**
+ * hmmgpu_debugfs_exit() - remove what hmmgpu_debugfs_init() created
+ */
+void hmmgpu_debugfs_exit(void)
+{
+	debugfs_remove_recursive(hmmgpu_debugfs_root);
+	hmmgpu_debugfs_root = NULL;
+}
+
+/**
+ * hmmgpu_debugfs_add() - create the debugfs files of a device
+ * @hdev: the device, being registered
+ *
+ * Creates hmmgpu/hmmgpuN/counters; failures are ignored (debugfs is for
+ * debugging only).
+ */
+void hmmgpu_debugfs_add(struct hmmgpu_device *hdev)
+{
+	hdev->debugfs = debugfs_create_dir(dev_name(&hdev->dev),
+					   hmmgpu_debugfs_root);
+	debugfs_create_file("counters", 0444, hdev->debugfs, hdev,
+			    &hmmgpu_counters_fops);
+}
+
+/**
+ * hmmgpu_debugfs_remove() - remove the debugfs files of a device
+ * @hdev: the device, being unregistered
+ *
+ * Waits for the readers of the files.
+ */
+void hmmgpu_debugfs_remove(struct hmmgpu_device *hdev)
+{
+	debugfs_remove_recursive(hdev->debugfs);
+	hdev->debugfs = NULL;
+}

@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// Observability tests, run in the VM against the real module: the counters
+// of HMMGPU_IOCTL_GET_COUNTERS (uapi 1.2), their debugfs file
+// hmmgpu/hmmgpuN/counters, and the hmmgpu_migrate and hmmgpu_cpu_fault
+// tracepoints. Other tests may run before, so counters are compared as
+// deltas of a read before and a read after.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+
+using namespace hmmgpu::test;
+
+namespace hmmgpu::test {
+// Names the device in failure messages instead of dumping its bytes.
+void PrintTo(const Device& d, std::ostream* os) { *os << d.node; }
+}  // namespace hmmgpu::test
+
+namespace {
+
+const char kDebugfs[] = "/sys/kernel/debug";
+const char kTracing[] = "/sys/kernel/tracing";
+
+std::string param_name(const testing::TestParamInfo<Device>& p) {
+  return p.param.attr("backend") + "_" + p.param.node;
+}
+
+bool exists(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// Mounts fs at dir unless probe already exists below it; true when it does then.
+bool ensure_mounted(const char* fs, const char* dir, const std::string& probe) {
+  if (!exists(probe)) ::mount(fs, dir, fs, 0, nullptr);
+  return exists(probe);
+}
+
+// The whole contents of a (possibly large) file.
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// HMMGPU_IOCTL_GET_COUNTERS; returns 0 or -errno.
+int get_counters(int fd, hmmgpu_counters* c) {
+  *c = hmmgpu_counters{};
+  return xioctl(fd, HMMGPU_IOCTL_GET_COUNTERS, c);
+}
+
+uint64_t total_busy(const hmmgpu_counters& c) {
+  uint64_t sum = 0;
+  for (uint32_t i = 0; i < c.num_channels && i < HMMGPU_MAX_CHANNELS_UAPI; i++)
+    sum += c.channel_busy_ns[i];
+  return sum;
+}
+
+class Counters : public testing::TestWithParam<Device> {
+ protected:
+  void SetUp() override {
+    fd_ = Fd(::open(GetParam().dev_path().c_str(), O_RDWR | O_CLOEXEC));
+    ASSERT_TRUE(fd_.valid());
+  }
+  hmmgpu_counters read() {
+    hmmgpu_counters c{};
+    EXPECT_EQ(get_counters(fd_.get(), &c), 0);
+    return c;
+  }
+  int to_dev(void* p, size_t len) { return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_DEVICE); }
+  int to_sys(void* p, size_t len) { return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_SYSTEM); }
+  static long window() {
+    return std::stol(
+        read_file("/sys/module/hmmgpu/parameters/fault_around_pages").value_or("16"));
+  }
+  Fd fd_;
+};
+
+// Every device reports uapi 1.2 and HMMGPU_CAP_COUNTERS, and its counters.
+TEST(CountersInfo, EveryDeviceHasCounters) {
+  auto devs = list_devices();
+  ASSERT_FALSE(devs.empty());
+  for (const auto& d : devs) {
+    Fd fd(::open(d.dev_path().c_str(), O_RDWR | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid()) << d.node;
+    hmmgpu_info info{};
+    ASSERT_EQ(xioctl(fd.get(), HMMGPU_IOCTL_GET_INFO, &info), 0) << d.node;
+    EXPECT_EQ(info.uapi_version, static_cast<uint32_t>(HMMGPU_UAPI_VERSION)) << d.node;
+    EXPECT_EQ(HMMGPU_UAPI_VERSION_MINOR, 2);
+    EXPECT_NE(info.caps & HMMGPU_CAP_COUNTERS, 0U) << d.node;
+    hmmgpu_counters c{};
+    ASSERT_EQ(get_counters(fd.get(), &c), 0) << d.node;
+    EXPECT_GE(c.num_channels, 1U) << d.node;
+    EXPECT_LE(c.num_channels, static_cast<uint32_t>(HMMGPU_MAX_CHANNELS_UAPI)) << d.node;
+    for (uint32_t i = c.num_channels; i < HMMGPU_MAX_CHANNELS_UAPI; i++)
+      EXPECT_EQ(c.channel_busy_ns[i], 0U) << d.node << " channel " << i;
+    for (uint64_t r : c.reserved) EXPECT_EQ(r, 0U) << d.node;
+  }
+}
+
+// A round trip of N pages counts N pages and N pages' bytes each way.
+TEST_P(Counters, RoundTrip) {
+  const size_t n = 64;
+  Mapping m(n * kPage);
+  ASSERT_NE(m.get(), nullptr);
+  fill(m.get(), n, 11);
+  hmmgpu_counters before = read();
+  ASSERT_EQ(to_dev(m.get(), m.size()), 0);
+  ASSERT_EQ(to_sys(m.get(), m.size()), 0);
+  hmmgpu_counters after = read();
+
+  EXPECT_EQ(after.to_device_pages - before.to_device_pages, n);
+  EXPECT_EQ(after.to_device_bytes - before.to_device_bytes, n * kPage);
+  EXPECT_EQ(after.to_system_pages - before.to_system_pages, n);
+  EXPECT_EQ(after.to_system_bytes - before.to_system_bytes, n * kPage);
+  EXPECT_GE(after.copy_batches - before.copy_batches, 2U);
+  EXPECT_EQ(after.copy_errors, before.copy_errors);
+  EXPECT_EQ(after.cpu_faults, before.cpu_faults);
+  EXPECT_EQ(after.num_channels, before.num_channels);
+  bool grew = false;
+  for (uint32_t i = 0; i < after.num_channels; i++) {
+    EXPECT_GE(after.channel_busy_ns[i], before.channel_busy_ns[i]) << "channel " << i;
+    grew |= after.channel_busy_ns[i] > before.channel_busy_ns[i];
+  }
+  EXPECT_TRUE(grew) << "no channel's busy time grew";
+  EXPECT_EQ(first_bad(m.get(), n, 11), -1);
+}
+
+// A CPU touch counts one fault and window - 1 fault-around pages.
+TEST_P(Counters, FaultAround) {
+  const long w = window();
+  if (w < 2) GTEST_SKIP() << "fault_around_pages is " << w;
+  const auto n = static_cast<size_t>(w);
+  Aligned a(n * kPage, n * kPage);
+  fill(a.ptr, n, 12);
+  ASSERT_EQ(to_dev(a.ptr, n * kPage), 0);
+
+  hmmgpu_counters before = read();
+  volatile char c = a.ptr[2 * kPage + 5];  // one read fault in the window
+  (void)c;
+  hmmgpu_counters after = read();
+
+  EXPECT_EQ(after.cpu_faults - before.cpu_faults, 1U);
+  EXPECT_EQ(after.fault_around_pages - before.fault_around_pages, n - 1);
+  EXPECT_EQ(after.to_system_pages - before.to_system_pages, n);
+  EXPECT_EQ(after.to_system_bytes - before.to_system_bytes, n * kPage);
+  EXPECT_EQ(after.to_device_pages, before.to_device_pages);
+  EXPECT_EQ(first_bad(a.ptr, n, 12), -1);
+}
+
+// The debugfs file shows the values of the ioctl.
+TEST_P(Counters, DebugfsMatchesIoctl) {
+  const std::string path = std::string(kDebugfs) + "/hmmgpu/" + GetParam().node + "/counters";
+  ASSERT_TRUE(ensure_mounted("debugfs", kDebugfs, path)) << path;
+  const size_t n = 8;
+  Mapping m(n * kPage);
+  fill(m.get(), n, 13);
+  ASSERT_EQ(to_dev(m.get(), m.size()), 0);  // something non-zero to compare
+
+  hmmgpu_counters c = read();
+  std::map<std::string, uint64_t> v;
+  std::istringstream in(slurp(path));
+  std::string name;
+  uint64_t value = 0;
+  while (in >> name >> value) v[name] = value;
+
+  EXPECT_EQ(v.at("to_device_pages"), c.to_device_pages);
+  EXPECT_EQ(v.at("to_device_bytes"), c.to_device_bytes);
+  EXPECT_EQ(v.at("to_system_pages"), c.to_system_pages);
+  EXPECT_EQ(v.at("to_system_bytes"), c.to_system_bytes);
+  EXPECT_EQ(v.at("cpu_faults"), c.cpu_faults);
+  EXPECT_EQ(v.at("fault_around_pages"), c.fault_around_pages);
+  EXPECT_EQ(v.at("copy_batches"), c.copy_batches);
+  EXPECT_EQ(v.at("copy_errors"), c.copy_errors);
+  EXPECT_EQ(v.at("vram_alloc_failures"), c.vram_alloc_failures);
+  EXPECT_EQ(v.at("num_channels"), c.num_channels);
+  for (uint32_t i = 0; i < c.num_channels; i++)
+    EXPECT_EQ(v.at("channel" + std::to_string(i) + "_busy_ns"), c.channel_busy_ns[i]);
+  EXPECT_GE(c.to_device_pages, n);
+}
+
+// Undefined flags, non-zero reserved words and a bad pointer are refused.
+TEST_P(Counters, BadInput) {
+  hmmgpu_counters c{};
+  c.flags = 1;
+  EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &c), -EINVAL);
+  c = hmmgpu_counters{};
+  c.flags = 0x80000000U;
+  EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &c), -EINVAL);
+  for (size_t i = 0; i < std::size(c.reserved); i++) {
+    c = hmmgpu_counters{};
+    c.reserved[i] = 1;
+    EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &c), -EINVAL) << "reserved " << i;
+  }
+  EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, nullptr), -EFAULT);
+  // Output fields given on input are ignored.
+  c = hmmgpu_counters{};
+  c.num_channels = 77;
+  c.to_device_pages = ~0ULL;
+  c.channel_busy_ns[30] = 5;
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &c), 0);
+  EXPECT_NE(c.num_channels, 77U);
+  if (c.num_channels <= 30) EXPECT_EQ(c.channel_busy_ns[30], 0U);
+}
+
+// A migration and a CPU fault fire hmmgpu_migrate and hmmgpu_cpu_fault.
+TEST_P(Counters, Tracepoints) {
+  const std::string events = std::string(kTracing) + "/events/hmmgpu";
+  ASSERT_TRUE(ensure_mounted("tracefs", kTracing, events)) << events;
+  ASSERT_TRUE(exists(events + "/hmmgpu_migrate")) << events;
+  ASSERT_TRUE(exists(events + "/hmmgpu_cpu_fault")) << events;
+  ASSERT_TRUE(write_file(std::string(kTracing) + "/trace", ""));  // clear
+  ASSERT_TRUE(write_file(events + "/enable", "1"));
+
+  const long w = std::max(window(), 1L);
+  const auto n = static_cast<size_t>(w);
+  Aligned a(n * kPage, n * kPage);
+  fill(a.ptr, n, 14);
+  int ret = to_dev(a.ptr, n * kPage);
+  volatile char c = a.ptr[0];  // a CPU fault
+  (void)c;
+  write_file(events + "/enable", "0");
+  std::string trace = slurp(std::string(kTracing) + "/trace");
+
+  ASSERT_EQ(ret, 0);
+  EXPECT_NE(trace.find("hmmgpu_migrate:"), std::string::npos) << trace;
+  EXPECT_NE(trace.find("hmmgpu_cpu_fault:"), std::string::npos) << trace;
+  EXPECT_NE(trace.find(GetParam().node + " to_device"), std::string::npos) << trace;
+}
+
+}  // namespace
+
+INSTANTIATE_TEST_SUITE_P(Devices, Counters, testing::ValuesIn(migrate_devices()), param_name);
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Counters);
