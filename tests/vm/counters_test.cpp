@@ -41,7 +41,7 @@ std::string param_name(const testing::TestParamInfo<Device>& p) {
 }
 
 bool exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -65,13 +65,6 @@ int get_counters(int fd, hmmgpu_counters* c) {
   return xioctl(fd, HMMGPU_IOCTL_GET_COUNTERS, c);
 }
 
-uint64_t total_busy(const hmmgpu_counters& c) {
-  uint64_t sum = 0;
-  for (uint32_t i = 0; i < c.num_channels && i < HMMGPU_MAX_CHANNELS_UAPI; i++)
-    sum += c.channel_busy_ns[i];
-  return sum;
-}
-
 class Counters : public testing::TestWithParam<Device> {
  protected:
   void SetUp() override {
@@ -86,8 +79,7 @@ class Counters : public testing::TestWithParam<Device> {
   int to_dev(void* p, size_t len) { return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_DEVICE); }
   int to_sys(void* p, size_t len) { return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_SYSTEM); }
   static long window() {
-    return std::stol(
-        read_file("/sys/module/hmmgpu/parameters/fault_around_pages").value_or("16"));
+    return std::stol(read_file("/sys/module/hmmgpu/parameters/fault_around_pages").value_or("16"));
   }
   Fd fd_;
 };
@@ -216,7 +208,9 @@ TEST_P(Counters, BadInput) {
   c.channel_busy_ns[30] = 5;
   ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &c), 0);
   EXPECT_NE(c.num_channels, 77U);
-  if (c.num_channels <= 30) EXPECT_EQ(c.channel_busy_ns[30], 0U);
+  if (c.num_channels <= 30) {
+    EXPECT_EQ(c.channel_busy_ns[30], 0U);
+  }
 }
 
 // A migration and a CPU fault fire hmmgpu_migrate and hmmgpu_cpu_fault.
