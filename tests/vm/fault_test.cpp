@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "test_util.h"
@@ -209,6 +210,22 @@ struct Buffer {
   return ::testing::AssertionSuccess();
 }
 
+// Checks a MIGRATE in which some copies failed: every page either moved or
+// reports COPY_FAILED, both kinds occur, and the returned counts agree with
+// the per-page status. Returns {failed, moved}.
+std::pair<size_t, size_t> expect_partly_failed(const std::vector<uint8_t>& st,
+                                               const hmmgpu_migrate& out, size_t n) {
+  const size_t failed = count(st, HMMGPU_PAGE_COPY_FAILED);
+  const size_t moved = count(st, HMMGPU_PAGE_MIGRATED);
+  EXPECT_GT(failed, 0u);
+  EXPECT_GT(moved, 0u);
+  EXPECT_EQ(failed + moved, n);
+  EXPECT_EQ(out.migrated, moved);
+  EXPECT_EQ(out.failed, failed);
+  EXPECT_EQ(out.resident, 0u);
+  return {failed, moved};
+}
+
 // Tests on one emulated GPU (DEVICE_INDEX 0) with fault injection.
 class EmuFault : public testing::Test, protected MigrateCalls {
  protected:
@@ -373,13 +390,7 @@ TEST_F(EmuFault, MigrateToDeviceCopyFailure) {
   std::vector<uint8_t> st;
   hmmgpu_migrate out{};
   ASSERT_EQ(to_dev(b.map.get(), n * kPage, &st, &out), 0);
-  size_t failed = count(st, HMMGPU_PAGE_COPY_FAILED), moved = count(st, HMMGPU_PAGE_MIGRATED);
-  EXPECT_GT(failed, 0u);
-  EXPECT_GT(moved, 0u);
-  EXPECT_EQ(failed + moved, n);
-  EXPECT_EQ(out.migrated, moved);
-  EXPECT_EQ(out.failed, failed);
-  EXPECT_EQ(out.resident, 0u);
+  const auto [failed, moved] = expect_partly_failed(st, out, n);
   EXPECT_EQ(vram_used(), before + moved * kPage);  // no VRAM kept for failed pages
 
   // The failed pages are still in system memory, the others on the device.
@@ -405,13 +416,7 @@ TEST_F(EmuFault, MigrateToSystemCopyFailure) {
   std::vector<uint8_t> st;
   hmmgpu_migrate out{};
   ASSERT_EQ(to_sys(b.map.get(), n * kPage, &st, &out), 0);
-  size_t failed = count(st, HMMGPU_PAGE_COPY_FAILED), moved = count(st, HMMGPU_PAGE_MIGRATED);
-  EXPECT_GT(failed, 0u);
-  EXPECT_GT(moved, 0u);
-  EXPECT_EQ(failed + moved, n);
-  EXPECT_EQ(out.migrated, moved);
-  EXPECT_EQ(out.failed, failed);
-  EXPECT_EQ(out.resident, 0u);
+  const auto [failed, moved] = expect_partly_failed(st, out, n);
   EXPECT_EQ(vram_used(), before + failed * kPage);
 
   ASSERT_TRUE(control("clear 0"));
