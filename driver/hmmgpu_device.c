@@ -404,7 +404,11 @@ static bool hmmgpu_ops_valid(const struct hmmgpu_backend_ops *ops)
 static bool hmmgpu_caps_valid(struct hmmgpu_device *hdev)
 {
 	const struct hmmgpu_backend_ops *ops = hdev->ops;
+	unsigned int i;
 
+	for (i = 0; i < hdev->num_queues; i++)
+		if (hdev->queues[i].entries < 2)
+			return false;
 	return !(hdev->caps & HMMGPU_CAP_MIGRATE) ||
 	       (ops->copy_prepare && ops->copy_finish);
 }
@@ -502,7 +506,8 @@ void hmmgpu_device_put(struct hmmgpu_device *hdev)
  * adds /dev/hmmgpuN and its sysfs attributes.
  *
  * Context: process context, may sleep up to the fence timeout.
- * Return: 0; -EINVAL when the backend lacks an op its caps need or the VRAM
+ * Return: 0; -EINVAL when the backend lacks an op its caps need, a queue has
+ * no ring size (&hmmgpu_queue.entries) or the VRAM
  * size is not a multiple of %HMMGPU_CHUNK_SIZE; -ETIMEDOUT, -EIO or -ENODEV
  * when the self-test failed; -ENOMEM; or the error of cdev_device_add().
  */
@@ -569,10 +574,8 @@ void hmmgpu_device_unregister(struct hmmgpu_device *hdev)
 	down_write(&hdev->unplug_lock);
 	up_write(&hdev->unplug_lock);
 	/* A job that began before the state changed has ended after this. */
-	for (i = 0; i < hdev->num_queues; i++) {
-		mutex_lock(&hdev->queues[i].lock);
-		mutex_unlock(&hdev->queues[i].lock);
-	}
+	for (i = 0; i < hdev->num_queues; i++)
+		hmmgpu_queue_quiesce(&hdev->queues[i]);
 	hmmgpu_vram_fini(hdev);
 
 	dev_info(&hdev->dev, "%s (%s, %s) removed\n", hdev->name,

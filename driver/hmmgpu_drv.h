@@ -98,6 +98,25 @@ struct hmmgpu_copy {
 	void *priv;
 };
 
+struct hmmgpu_copy_part;
+
+/**
+ * struct hmmgpu_copy_op - a copy in flight, from hmmgpu_device_copy_submit()
+ *	to hmmgpu_device_copy_wait()
+ * @hdev: the device copying
+ * @parts: its share per channel
+ * @nparts: entries of @parts
+ * @npages: pages of the whole copy
+ * @err: the submission failed as a whole (nothing was written)
+ */
+struct hmmgpu_copy_op {
+	struct hmmgpu_device *hdev;
+	struct hmmgpu_copy_part *parts;
+	unsigned int nparts;
+	unsigned int npages;
+	int err;
+};
+
 /* struct hmmgpu_cmd.flags */
 #define HMMGPU_CMD_IRQ		BIT(0)	/* signal the queue on completion */
 
@@ -119,19 +138,26 @@ struct hmmgpu_cmd {
 
 /**
  * struct hmmgpu_job - a batch of commands submitted together to one queue
+ * @link: in &hmmgpu_queue.jobs from its first command until
+ *	hmmgpu_job_end(), protected by &hmmgpu_queue.job_lock
  * @first_seqno: seqno of the first command
  * @last_seqno: seqno of the last command, the one the job waits for
+ * @held_seqno: the job still has to read the results of its commands from
+ *	this seqno on, and holds their ring slots (written under
+ *	&hmmgpu_queue.job_lock)
  * @submit_time: when the job's first doorbell was rung
  * @complete_time: when the completion of @last_seqno was signalled
- * @errors: the queue's error count before the job
+ * @err: -EIO once a command of the job is known to have failed
  * @kicked: @submit_time is valid
  */
 struct hmmgpu_job {
+	struct list_head link;
 	u64 first_seqno;
 	u64 last_seqno;
+	u64 held_seqno;
 	ktime_t submit_time;
 	ktime_t complete_time;
-	u32 errors;
+	int err;
 	bool kicked;
 };
 
@@ -140,11 +166,16 @@ struct hmmgpu_job {
  * @hdev: the device
  * @index: queue number; 0 is the control queue, 1.. the copy channels
  * @priv: backend data for this queue
- * @lock: serialises jobs on this queue, from the first command to the
- *	completion wait (protects the fields below it)
+ * @entries: commands the queue's ring holds, set by the backend before
+ *	hmmgpu_device_register()
+ * @lock: serialises the writing of jobs into the ring, from a job's first
+ *	command to its kick (protects the fields below it); completions are
+ *	waited for without it
  * @last_seqno: seqno of the last command written
- * @space: commands the backend can accept without waiting
+ * @space: commands the ring can take without waiting
  * @pending: commands written but not yet kicked
+ * @job_lock: protects @jobs and &hmmgpu_job.held_seqno of the jobs on it
+ * @jobs: the jobs holding ring slots, in seqno order
  * @irq_lock: protects @irq_fence and @irq_time; taken in hard IRQ context
  * @irq_fence: fence value seen by the last completion signal
  * @irq_time: when that signal arrived
@@ -157,11 +188,15 @@ struct hmmgpu_queue {
 	struct hmmgpu_device *hdev;
 	unsigned int index;
 	void *priv;
+	unsigned int entries;
 
 	struct mutex lock;		/* see above */
 	u64 last_seqno;
 	unsigned int space;
 	unsigned int pending;
+
+	spinlock_t job_lock;		/* see above */
+	struct list_head jobs;
 
 	spinlock_t irq_lock;		/* see above */
 	u64 irq_fence;
@@ -178,8 +213,8 @@ struct hmmgpu_queue {
  * @to_system_pages: pages migrated from the device's VRAM to system memory
  * @cpu_faults: calls of hmmgpu_migrate_to_ram() on the device's pages
  * @fault_around_pages: pages those calls moved besides the faulting page
- * @copy_batches: hmmgpu_device_copy() calls
- * @copy_errors: pages that hmmgpu_device_copy() failed to copy
+ * @copy_batches: hmmgpu_device_copy_submit() calls
+ * @copy_errors: pages that hmmgpu_device_copy_wait() reported not copied
  * @vram_alloc_failures: hmmgpu_vram_alloc_page() calls that returned NULL
  *
  * Updated lock-free where the events happen and read by
@@ -212,10 +247,11 @@ struct hmmgpu_stats {
  * @queue_fence: return the seqno of the last command @q has completed.
  *	Called in any context, including hard IRQ, with or without @q->lock.
  *	(required)
- * @queue_errors: return the number of commands of @q that completed with
- *	an error since the device was started; the core compares it before
- *	and after a job. Called with @q->lock held; may not sleep. (optional:
- *	without it commands never fail)
+ * @queue_status: return 0 when the command of @q numbered @seqno
+ *	completed without error, -EIO when it completed with an error. Called
+ *	once the fence of @q has reached @seqno and before the core lets the
+ *	command's ring slot be reused, with or without @q->lock; may not
+ *	sleep. (optional: without it commands never fail)
  * @check: report a fatal device error: 0 while the device runs, -EIO when
  *	it has halted. Called with or without locks; may not sleep. (optional)
  * @alive: tell whether the hardware still responds at all, after a
@@ -229,12 +265,13 @@ struct hmmgpu_stats {
  *	allocate with GFP_KERNEL. Return: 0 or -ENOMEM. (required for a
  *	device with %HMMGPU_CAP_MIGRATE)
  * @copy_finish: set @copy->done and release what @copy_prepare set up.
- *	@err is the job's result: 0 when every command completed, -EIO when
- *	one completed with an error (the backend finds out which page), or
- *	-ETIMEDOUT, -ENODEV, -EINTR when the copy's outcome is unknown; then
- *	the engine may still access the memory of @copy, and the backend
- *	must not release it to the system. Called with @q->lock held from
- *	process context; may not fail. (required for a device with
+ *	@err is the command's result: 0 when it completed, -EIO when it
+ *	completed with an error (the backend finds out which page; the
+ *	command's ring slot is still unused), -ECANCELED when it was never
+ *	written to the ring, or -ETIMEDOUT, -ENODEV when its outcome is
+ *	unknown; then the engine may still access the memory of @copy, and
+ *	the backend must not release it to the system. Called without @q->lock
+ *	from process context; may not fail. (required for a device with
  *	%HMMGPU_CAP_MIGRATE)
  * @chunk_alloc: provide the backing of VRAM chunk @index, the bytes
  *	[@index * %HMMGPU_CHUNK_SIZE, (@index + 1) * %HMMGPU_CHUNK_SIZE),
@@ -257,7 +294,7 @@ struct hmmgpu_backend_ops {
 			    const struct hmmgpu_cmd *cmd);
 	void (*queue_kick)(struct hmmgpu_queue *q);
 	u64 (*queue_fence)(struct hmmgpu_queue *q);
-	u32 (*queue_errors)(struct hmmgpu_queue *q);
+	int (*queue_status)(struct hmmgpu_queue *q, u64 seqno);
 	int (*check)(struct hmmgpu_device *hdev);
 	bool (*alive)(struct hmmgpu_device *hdev);
 	int (*copy_prepare)(struct hmmgpu_queue *q, struct hmmgpu_copy *copy);
@@ -385,9 +422,13 @@ void hmmgpu_queue_init(struct hmmgpu_queue *q, struct hmmgpu_device *hdev,
 void hmmgpu_queue_signal(struct hmmgpu_queue *q);
 int hmmgpu_queue_nop(struct hmmgpu_queue *q, unsigned int count,
 		     u64 *elapsed_ns);
-int hmmgpu_device_copy(struct hmmgpu_device *hdev, enum hmmgpu_copy_dir dir,
-		       struct page **sys, const u64 *vram, unsigned int npages,
-		       unsigned long *failed);
+void hmmgpu_queue_quiesce(struct hmmgpu_queue *q);
+void hmmgpu_device_copy_submit(struct hmmgpu_device *hdev,
+			       enum hmmgpu_copy_dir dir, struct page **sys,
+			       const u64 *vram, unsigned int npages,
+			       struct hmmgpu_copy_op *op);
+int hmmgpu_device_copy_wait(struct hmmgpu_copy_op *op, unsigned long *failed,
+			    unsigned int base);
 
 /* hmmgpu_vram.c */
 int hmmgpu_vram_init(struct hmmgpu_device *hdev);

@@ -42,6 +42,7 @@
 #include <linux/io.h>
 #include <linux/io-64-nonatomic-lo-hi.h>
 #include <linux/iopoll.h>
+#include <linux/kmemleak.h>
 #include <linux/log2.h>
 #include <linux/pci.h>
 #include <linux/slab.h>
@@ -89,6 +90,9 @@ struct hmmgpu_emu_ident {
  * @entries: descriptors in @ring, a power of two
  * @head: descriptors written, free-running; stored into HEAD by a kick.
  *	Protected by the core's queue lock.
+ * @seq_off: seqno minus ring index of every descriptor written (the core
+ *	numbers the commands of a queue consecutively); protected by the
+ *	core's queue lock
  */
 struct hmmgpu_emu_queue {
 	struct hmmgpu_emu *emu;
@@ -97,6 +101,7 @@ struct hmmgpu_emu_queue {
 	u32 ring_offset;
 	u32 entries;
 	u32 head;
+	u64 seq_off;
 };
 
 /**
@@ -190,6 +195,7 @@ static void hmmgpu_emu_queue_write(struct hmmgpu_queue *q,
 	if (cmd->op == HMMGPU_CMD_COPY)
 		hmmgpu_emu_copy_desc(&desc, cmd->copy, slot);
 	memcpy_toio(eq->ring + slot * sizeof(desc), &desc, sizeof(desc));
+	WRITE_ONCE(eq->seq_off, cmd->seqno - eq->head);
 	eq->head++;
 }
 
@@ -208,9 +214,16 @@ static u64 hmmgpu_emu_queue_fence(struct hmmgpu_queue *q)
 	return readq(to_emu_queue(q)->regs + HMMGPU_QREG_FENCE);
 }
 
-static u32 hmmgpu_emu_queue_errors(struct hmmgpu_queue *q)
+/* The ring slot still holds the completed descriptor @seqno (SPEC 4.3). */
+static int hmmgpu_emu_queue_status(struct hmmgpu_queue *q, u64 seqno)
 {
-	return readl(to_emu_queue(q)->regs + HMMGPU_QREG_ERRORS);
+	struct hmmgpu_emu_queue *eq = to_emu_queue(q);
+	u32 slot = (u32)(seqno - READ_ONCE(eq->seq_off)) & (eq->entries - 1);
+	void __iomem *desc = eq->ring + slot * HMMGPU_DESC_SIZE;
+
+	if (WARN_ON_ONCE(readq(desc + HMMGPU_DESC_SEQNO) != seqno))
+		return -EIO;
+	return readl(desc + HMMGPU_DESC_STATUS) ? -EIO : 0;
 }
 
 static int hmmgpu_emu_check(struct hmmgpu_device *hdev)
@@ -336,11 +349,15 @@ static unsigned int hmmgpu_emu_copy_done(struct hmmgpu_queue *q,
 static void hmmgpu_emu_copy_abandon(struct hmmgpu_queue *q,
 				    struct hmmgpu_copy *copy)
 {
+	struct hmmgpu_emu_copy *ec = copy->priv;
 	unsigned int i;
 
 	if (copy->dir == HMMGPU_COPY_TO_SYSTEM)
 		for (i = 0; i < copy->npages; i++)
 			get_page(copy->sys[i]);
+	/* Deliberately leaked, not forgotten. */
+	kmemleak_not_leak(ec->dma);
+	kmemleak_not_leak(ec);
 	dev_err_ratelimited(&q->hdev->dev,
 			    "queue %u: copy of %u pages abandoned to a failed device, its memory is leaked\n",
 			    q->index, copy->npages);
@@ -352,13 +369,15 @@ static void hmmgpu_emu_copy_finish(struct hmmgpu_queue *q,
 {
 	struct device *dev = &to_emu_queue(q)->emu->pdev->dev;
 
-	lockdep_assert_held(&q->lock);
-	if (err && err != -EIO) {
+	if (err && err != -EIO && err != -ECANCELED) {
 		copy->done = 0;
 		hmmgpu_emu_copy_abandon(q, copy);
 		return;
 	}
-	copy->done = err ? hmmgpu_emu_copy_done(q, copy) : copy->npages;
+	if (err == -ECANCELED)
+		copy->done = 0;
+	else
+		copy->done = err ? hmmgpu_emu_copy_done(q, copy) : copy->npages;
 	hmmgpu_emu_copy_unmap(dev, copy, copy->npages);
 	hmmgpu_emu_copy_free(dev, copy);
 }
@@ -370,7 +389,7 @@ static const struct hmmgpu_backend_ops hmmgpu_emu_ops = {
 	.queue_write = hmmgpu_emu_queue_write,
 	.queue_kick = hmmgpu_emu_queue_kick,
 	.queue_fence = hmmgpu_emu_queue_fence,
-	.queue_errors = hmmgpu_emu_queue_errors,
+	.queue_status = hmmgpu_emu_queue_status,
 	.check = hmmgpu_emu_check,
 	.alive = hmmgpu_emu_alive,
 	.copy_prepare = hmmgpu_emu_copy_prepare,
@@ -669,8 +688,10 @@ static int hmmgpu_emu_create(struct hmmgpu_emu *emu)
 	if (emu->id.caps & HMMGPU_HW_CAP_COPY)
 		hdev->caps |= HMMGPU_CAP_MIGRATE;
 	hdev->vram_size = emu->id.vram_size;
-	for (i = 0; i < hdev->num_queues; i++)
+	for (i = 0; i < hdev->num_queues; i++) {
 		hdev->queues[i].priv = &emu->queues[i];
+		hdev->queues[i].entries = emu->queues[i].entries;
+	}
 	return 0;
 }
 

@@ -15,8 +15,11 @@
  * dst is cleared and the page freed), so mm leaves the old page in place.
  *
  * HMMGPU_IOCTL_MIGRATE works in batches of %HMMGPU_MIGRATE_BATCH pages,
- * one VMA at a time, with the mmap lock held for read per batch and
- * dropped to copy the batch's status to user space.
+ * one VMA at a time, pipelined two deep: batch N+1 is set up and its copy
+ * submitted while the engines still copy batch N, then batch N is
+ * finished. The mmap lock is held for read for a run of
+ * %HMMGPU_MIGRATE_RUN batches and dropped between runs, to copy the run's
+ * status to user space and to let writers in.
  *
  * To the device it selects system pages and hmmgpu VRAM pages alike:
  * hmmgpu pages are only looked at (RESIDENT on this device, OTHER_DEVICE
@@ -68,119 +71,186 @@
 
 /* Pages per migrate_vma_setup(); at most %HMMGPU_COPY_MAX_PAGES. */
 #define HMMGPU_MIGRATE_BATCH	512
+/* Batches per hold of the mmap lock in the ioctl (a run). */
+#define HMMGPU_MIGRATE_RUN	8
 
 static_assert(HMMGPU_MIGRATE_BATCH <= HMMGPU_COPY_MAX_PAGES);
 static_assert(HMMGPU_CHUNK_PAGES <= HMMGPU_MIGRATE_BATCH);
 
 /**
- * struct hmmgpu_batch - scratch space for migrating up to
- *	%HMMGPU_MIGRATE_BATCH pages
+ * struct hmmgpu_batch - scratch space for migrating up to @cap pages
+ * @cap: pages the arrays hold
+ * @args: the migrate_vma of the batch; @args.src and @args.dst point to
+ *	@src and @dst
+ * @setup: migrate_vma_setup() succeeded: the batch must be finalized
+ * @dir: direction
  * @src: migrate_vma.src
  * @dst: migrate_vma.dst
  * @sys: per page, the system page (source or destination), or NULL
  * @dev: per page, the VRAM page (source or destination), or NULL: the
  *	pages with both set are copied
- * @status: per page, enum hmmgpu_page_status
+ * @status: per page, enum hmmgpu_page_status (the ioctl points it into its
+ *	status buffer)
  * @failed: per page, its copy failed
- * @todo: hmmgpu_batch_copy()'s pages not yet submitted
- * @gsys: hmmgpu_batch_copy()'s system pages of one device
- * @gvram: hmmgpu_batch_copy()'s VRAM offsets of one device
- * @gidx: hmmgpu_batch_copy()'s indexes of one device's pages in the batch
- * @gfailed: hmmgpu_batch_copy()'s failed pages of one device
+ * @gsys: the system pages to copy, grouped by the device of their VRAM page
+ * @gvram: their VRAM offsets
+ * @gidx: their indexes in the batch
+ * @gfailed: the failed pages of @gsys
+ * @nops: copies in flight, one per device
+ * @ops: the copies in flight
+ * @copy_err: the first error of a copy of the batch
  */
 struct hmmgpu_batch {
-	unsigned long src[HMMGPU_MIGRATE_BATCH];
-	unsigned long dst[HMMGPU_MIGRATE_BATCH];
-	struct page *sys[HMMGPU_MIGRATE_BATCH];
-	struct page *dev[HMMGPU_MIGRATE_BATCH];
-	u8 status[HMMGPU_MIGRATE_BATCH];
-	DECLARE_BITMAP(failed, HMMGPU_MIGRATE_BATCH);
-	DECLARE_BITMAP(todo, HMMGPU_MIGRATE_BATCH);
-	struct page *gsys[HMMGPU_MIGRATE_BATCH];
-	u64 gvram[HMMGPU_MIGRATE_BATCH];
-	unsigned int gidx[HMMGPU_MIGRATE_BATCH];
-	DECLARE_BITMAP(gfailed, HMMGPU_MIGRATE_BATCH);
+	unsigned long cap;
+	struct migrate_vma args;
+	bool setup;
+	enum hmmgpu_copy_dir dir;
+	unsigned long *src;
+	unsigned long *dst;
+	struct page **sys;
+	struct page **dev;
+	u8 *status;
+	unsigned long *failed;
+	struct page **gsys;
+	u64 *gvram;
+	unsigned int *gidx;
+	unsigned long *gfailed;
+	unsigned int nops;
+	struct hmmgpu_copy_op ops[HMMGPU_MAX_DEVICES];
+	int copy_err;
 };
 
-static struct hmmgpu_batch *hmmgpu_batch_alloc(gfp_t gfp)
+/* Carve @n elements of @size bytes from *@p. */
+static void *hmmgpu_batch_carve(char **p, unsigned long n, size_t size)
 {
-	return kvmalloc(sizeof(struct hmmgpu_batch), gfp);
+	void *ret = *p;
+
+	*p += ALIGN(n * size, sizeof(long));
+	return ret;
 }
 
-/* Clear the per-page state of the first @n pages. */
-static void hmmgpu_batch_reset(struct hmmgpu_batch *b, unsigned long n)
+/* Allocate a batch for up to @cap pages, its arrays in the same block. */
+static struct hmmgpu_batch *hmmgpu_batch_alloc(unsigned long cap, gfp_t gfp)
+{
+	size_t bits = BITS_TO_LONGS(cap) * sizeof(long);
+	size_t per_page = 2 * sizeof(unsigned long) + 3 * sizeof(struct page *) +
+			  sizeof(u8) + sizeof(u64) + sizeof(unsigned int);
+	struct hmmgpu_batch *b;
+	char *p;
+
+	b = kvmalloc(sizeof(*b) + cap * per_page + 2 * bits +
+		     5 * sizeof(long), gfp);
+	if (!b)
+		return NULL;
+	b->cap = cap;
+	p = (char *)(b + 1);
+	b->src = hmmgpu_batch_carve(&p, cap, sizeof(*b->src));
+	b->dst = hmmgpu_batch_carve(&p, cap, sizeof(*b->dst));
+	b->sys = hmmgpu_batch_carve(&p, cap, sizeof(*b->sys));
+	b->dev = hmmgpu_batch_carve(&p, cap, sizeof(*b->dev));
+	b->gsys = hmmgpu_batch_carve(&p, cap, sizeof(*b->gsys));
+	b->gvram = hmmgpu_batch_carve(&p, cap, sizeof(*b->gvram));
+	b->gidx = hmmgpu_batch_carve(&p, cap, sizeof(*b->gidx));
+	b->failed = hmmgpu_batch_carve(&p, 1, bits);
+	b->gfailed = hmmgpu_batch_carve(&p, 1, bits);
+	b->status = hmmgpu_batch_carve(&p, cap, sizeof(*b->status));
+	return b;
+}
+
+/* Start a batch of @n pages, at most @b->cap, in direction @dir. */
+static void hmmgpu_batch_reset(struct hmmgpu_batch *b, unsigned long n,
+			       enum hmmgpu_copy_dir dir)
 {
 	memset(b->dst, 0, n * sizeof(b->dst[0]));
 	memset(b->sys, 0, n * sizeof(b->sys[0]));
 	memset(b->dev, 0, n * sizeof(b->dev[0]));
-	bitmap_zero(b->failed, HMMGPU_MIGRATE_BATCH);
+	bitmap_zero(b->failed, b->cap);
+	b->setup = false;
+	b->dir = dir;
+	b->nops = 0;
+	b->copy_err = 0;
 }
 
 /*
- * Submit the pages of one device found in @b->todo, starting at @first,
- * and record their failures in @b->failed. Return: the copy's result.
+ * Gather the pages of one device found in @todo, starting at @first, into
+ * @b->gsys from index @m on, and submit their copy. Return: the pages
+ * gathered.
  */
-static int hmmgpu_batch_copy_device(struct hmmgpu_batch *b, unsigned long n,
-				    unsigned long first,
-				    enum hmmgpu_copy_dir dir)
+static unsigned int hmmgpu_batch_submit_device(struct hmmgpu_batch *b,
+					       unsigned long *todo,
+					       unsigned long n,
+					       unsigned long first,
+					       unsigned int m)
 {
 	struct hmmgpu_device *hdev = hmmgpu_vram_page_device(b->dev[first]);
 	unsigned long i = first;
-	unsigned int m = 0, k;
-	int ret;
+	unsigned int start = m;
 
-	for_each_set_bit_from(i, b->todo, n) {
+	for_each_set_bit_from(i, todo, n) {
 		if (hmmgpu_vram_page_device(b->dev[i]) != hdev)
 			continue;
-		clear_bit(i, b->todo);
+		clear_bit(i, todo);
 		b->gsys[m] = b->sys[i];
 		b->gvram[m] = hmmgpu_vram_page_offset(b->dev[i]);
 		b->gidx[m++] = i;
 	}
-	bitmap_zero(b->gfailed, m);
-	ret = hmmgpu_device_copy(hdev, dir, b->gsys, b->gvram, m, b->gfailed);
-	for_each_set_bit(k, b->gfailed, m)
-		set_bit(b->gidx[k], b->failed);
-	return ret;
+	hmmgpu_device_copy_submit(hdev, b->dir, b->gsys + start,
+				  b->gvram + start, m - start,
+				  &b->ops[b->nops++]);
+	return m - start;
 }
 
 /**
- * hmmgpu_batch_copy() - copy the pages of a batch that have both a system
- *	and a VRAM page
+ * hmmgpu_batch_copy_submit() - start copying the pages of a batch that have
+ *	both a system and a VRAM page
  * @b: the batch
  * @n: its pages
- * @dir: direction
  *
  * Each page is copied by the engine of the device owning its VRAM page, the
- * pages of one device with one hmmgpu_device_copy(). Failed pages are set in
- * @b->failed.
- *
- * Return: 0, or the first error of hmmgpu_device_copy().
+ * pages of one device with one copy; the copies of every device run
+ * concurrently. hmmgpu_batch_copy_wait() must follow.
  */
-static int hmmgpu_batch_copy(struct hmmgpu_batch *b, unsigned long n,
-			     enum hmmgpu_copy_dir dir)
+static void hmmgpu_batch_copy_submit(struct hmmgpu_batch *b, unsigned long n)
 {
+	unsigned long *todo = b->gfailed;	/* free until the waits */
+	unsigned int m = 0;
 	unsigned long i;
-	int ret = 0, err;
 
-	bitmap_zero(b->todo, HMMGPU_MIGRATE_BATCH);
+	bitmap_zero(todo, b->cap);
 	for (i = 0; i < n; i++)
 		if (b->sys[i] && b->dev[i])
-			set_bit(i, b->todo);
+			set_bit(i, todo);
+	while ((i = find_first_bit(todo, n)) < n)
+		m += hmmgpu_batch_submit_device(b, todo, n, i, m);
+}
 
-	while ((i = find_first_bit(b->todo, n)) < n) {
-		err = hmmgpu_batch_copy_device(b, n, i, dir);
-		if (!ret)
-			ret = err;
+/*
+ * Wait for the copies of a batch and set the failed pages in @b->failed.
+ * Return: 0, or the first error of the copies.
+ */
+static int hmmgpu_batch_copy_wait(struct hmmgpu_batch *b)
+{
+	unsigned int i, k, m = 0;
+	int err;
+
+	bitmap_zero(b->gfailed, b->cap);
+	for (i = 0; i < b->nops; i++) {
+		err = hmmgpu_device_copy_wait(&b->ops[i], b->gfailed, m);
+		if (err && !b->copy_err)
+			b->copy_err = err;
+		m += b->ops[i].npages;
 	}
-	return ret;
+	for_each_set_bit(k, b->gfailed, m)
+		set_bit(b->gidx[k], b->failed);
+	b->nops = 0;
+	return b->copy_err;
 }
 
 /* Free the destination page of page @i, whose copy failed. */
-static void hmmgpu_batch_drop_dst(struct hmmgpu_batch *b, unsigned long i,
-				  enum hmmgpu_copy_dir dir)
+static void hmmgpu_batch_drop_dst(struct hmmgpu_batch *b, unsigned long i)
 {
-	struct page **dst = dir == HMMGPU_COPY_TO_VRAM ? &b->dev[i] : &b->sys[i];
+	struct page **dst = b->dir == HMMGPU_COPY_TO_VRAM ? &b->dev[i] :
+							   &b->sys[i];
 
 	unlock_page(*dst);
 	put_page(*dst);
@@ -188,14 +258,13 @@ static void hmmgpu_batch_drop_dst(struct hmmgpu_batch *b, unsigned long i,
 }
 
 /* Fill migrate_vma.dst from the destination pages. */
-static void hmmgpu_batch_set_dst(struct hmmgpu_batch *b, unsigned long n,
-				 enum hmmgpu_copy_dir dir)
+static void hmmgpu_batch_set_dst(struct hmmgpu_batch *b, unsigned long n)
 {
 	unsigned long i;
 
 	for (i = 0; i < n; i++) {
-		struct page *dpage = dir == HMMGPU_COPY_TO_VRAM ? b->dev[i] :
-								  b->sys[i];
+		struct page *dpage = b->dir == HMMGPU_COPY_TO_VRAM ? b->dev[i] :
+								     b->sys[i];
 
 		if (!dpage || !b->sys[i] || !b->dev[i])
 			continue;
@@ -206,21 +275,20 @@ static void hmmgpu_batch_set_dst(struct hmmgpu_batch *b, unsigned long n,
 }
 
 /*
- * Copy, drop the destinations of failed pages and fill dst. Return: the
- * copy's first error.
+ * Wait for the copies, drop the destinations of failed pages and fill dst.
+ * Return: the copies' first error.
  */
-static int hmmgpu_batch_copy_and_set(struct hmmgpu_batch *b, unsigned long n,
-				     enum hmmgpu_copy_dir dir)
+static int hmmgpu_batch_copy_end(struct hmmgpu_batch *b, unsigned long n)
 {
 	unsigned long i;
 	int ret;
 
-	ret = hmmgpu_batch_copy(b, n, dir);
+	ret = hmmgpu_batch_copy_wait(b);
 	for_each_set_bit(i, b->failed, n) {
-		hmmgpu_batch_drop_dst(b, i, dir);
+		hmmgpu_batch_drop_dst(b, i);
 		b->status[i] = HMMGPU_PAGE_COPY_FAILED;
 	}
-	hmmgpu_batch_set_dst(b, n, dir);
+	hmmgpu_batch_set_dst(b, n);
 	return ret;
 }
 
@@ -351,25 +419,27 @@ static void hmmgpu_batch_check_moved(struct hmmgpu_batch *b, unsigned long n)
 }
 
 /**
- * hmmgpu_migrate_range() - migrate one batch within one VMA
+ * hmmgpu_batch_start() - set up one batch within one VMA and start its copy
+ * @b: the batch; @b->status points to room for its pages' status
  * @hdev: the device of the ioctl
  * @vma: the VMA, its mm's mmap lock held for read
- * @b: the batch
  * @start: first address
- * @end: end address, at most %HMMGPU_MIGRATE_BATCH pages after @start,
- *	within @vma
+ * @end: end address, at most @b->cap pages after @start, within @vma
  * @dir: direction
  *
- * Fills @b->status for the pages of the range.
- *
- * Return: 0, or the first copy error (the pages are reported anyway).
+ * Fills @b->status for the pages of the range; hmmgpu_batch_finish() ends
+ * the batch, under the same hold of the mmap lock.
  */
-static int hmmgpu_migrate_range(struct hmmgpu_device *hdev,
-				struct vm_area_struct *vma,
-				struct hmmgpu_batch *b, unsigned long start,
-				unsigned long end, enum hmmgpu_copy_dir dir)
+static void hmmgpu_batch_start(struct hmmgpu_batch *b,
+			       struct hmmgpu_device *hdev,
+			       struct vm_area_struct *vma, unsigned long start,
+			       unsigned long end, enum hmmgpu_copy_dir dir)
 {
-	struct migrate_vma args = {
+	unsigned long n = (end - start) >> PAGE_SHIFT;
+
+	mmap_assert_locked(vma->vm_mm);
+	hmmgpu_batch_reset(b, n, dir);
+	b->args = (struct migrate_vma) {
 		.vma = vma,
 		.start = start,
 		.end = end,
@@ -378,28 +448,44 @@ static int hmmgpu_migrate_range(struct hmmgpu_device *hdev,
 		.pgmap_owner = hmmgpu_pgmap_owner,
 		.flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
 	};
-	unsigned long n = (end - start) >> PAGE_SHIFT;
-	int ret;
-
-	mmap_assert_locked(vma->vm_mm);
-	hmmgpu_batch_reset(b, n);
 	if (dir == HMMGPU_COPY_TO_VRAM)
-		args.flags |= MIGRATE_VMA_SELECT_SYSTEM;
-	if (migrate_vma_setup(&args)) {
+		b->args.flags |= MIGRATE_VMA_SELECT_SYSTEM;
+	if (migrate_vma_setup(&b->args)) {
 		/* hugetlb, DAX, VM_IO/VM_PFNMAP: mm moves none of it */
 		memset(b->status, hmmgpu_status_unselected(vma), n);
-		return 0;
+		return;
 	}
+	b->setup = true;
 
 	if (dir == HMMGPU_COPY_TO_VRAM)
-		hmmgpu_batch_prepare_to_vram(b, &args, hdev);
+		hmmgpu_batch_prepare_to_vram(b, &b->args, hdev);
 	else
-		hmmgpu_batch_prepare_to_system(b, &args);
-	ret = hmmgpu_batch_copy_and_set(b, n, dir);
-	migrate_vma_pages(&args);
+		hmmgpu_batch_prepare_to_system(b, &b->args);
+	hmmgpu_batch_copy_submit(b, n);
+}
+
+/**
+ * hmmgpu_batch_finish() - end a batch started by hmmgpu_batch_start()
+ * @b: the batch
+ *
+ * Waits for the batch's copies, then lets mm move the pages that were
+ * copied and restore the others.
+ *
+ * Return: 0, or the first copy error (the pages are reported anyway).
+ */
+static int hmmgpu_batch_finish(struct hmmgpu_batch *b)
+{
+	unsigned long n = b->args.npages;
+	int ret;
+
+	if (!b->setup)
+		return 0;
+	ret = hmmgpu_batch_copy_end(b, n);
+	migrate_vma_pages(&b->args);
 	hmmgpu_batch_check_moved(b, n);
-	hmmgpu_batch_account(b, n, dir);
-	migrate_vma_finalize(&args);
+	hmmgpu_batch_account(b, n, b->dir);
+	migrate_vma_finalize(&b->args);
+	b->setup = false;
 	return ret;
 }
 
@@ -431,74 +517,129 @@ static void hmmgpu_migrate_count(struct hmmgpu_migrate *args, const u8 *status,
 	}
 }
 
-/*
- * Migrate the batch at @addr: look up its VMA with the mmap lock held and
- * return the end of what was done in *@next. Return: 0, -EFAULT for an
- * unmapped address, or the batch's copy error.
+/**
+ * struct hmmgpu_migrate_ctx - the state of one HMMGPU_IOCTL_MIGRATE
+ * @hdev: the device of the ioctl
+ * @mm: the address space, referenced
+ * @dir: direction
+ * @batch: two batches: one is copied while the other is set up
+ * @status: the status of each page of a run
+ * @copy_err: the first copy error
  */
-static int hmmgpu_migrate_batch(struct hmmgpu_device *hdev,
-				struct mm_struct *mm, struct hmmgpu_batch *b,
-				unsigned long addr, unsigned long end,
-				enum hmmgpu_copy_dir dir, unsigned long *next)
-{
-	struct vm_area_struct *vma;
-	int ret;
+struct hmmgpu_migrate_ctx {
+	struct hmmgpu_device *hdev;
+	struct mm_struct *mm;
+	enum hmmgpu_copy_dir dir;
+	struct hmmgpu_batch *batch[2];
+	u8 status[HMMGPU_MIGRATE_RUN * HMMGPU_MIGRATE_BATCH];
+	int copy_err;
+};
 
-	mmap_read_lock(mm);
-	vma = vma_lookup(mm, addr);
-	if (!vma) {
-		mmap_read_unlock(mm);
-		return -EFAULT;
+static void hmmgpu_migrate_finish(struct hmmgpu_migrate_ctx *ctx,
+				  struct hmmgpu_batch *b)
+{
+	int err = hmmgpu_batch_finish(b);
+
+	if (err && !ctx->copy_err)
+		ctx->copy_err = err;
+}
+
+/**
+ * hmmgpu_migrate_run() - migrate up to %HMMGPU_MIGRATE_RUN batches under one
+ *	hold of the mmap lock
+ * @ctx: the ioctl
+ * @addr: first address
+ * @end: end of the run, at most %HMMGPU_MIGRATE_RUN batches after @addr
+ * @next: out, the end of what was done
+ *
+ * Pipelined: batch N+1 is set up (pages collected, unmapped and locked by
+ * mm, destinations allocated, DMA mapped, its copy submitted) while the
+ * copy engine still moves batch N, which is finished afterwards. Fills
+ * @ctx->status from index 0 for [@addr, *@next).
+ *
+ * Return: 0, or -EFAULT when *@next is not mapped.
+ */
+static int hmmgpu_migrate_run(struct hmmgpu_migrate_ctx *ctx,
+			      unsigned long addr, unsigned long end,
+			      unsigned long *next)
+{
+	struct hmmgpu_batch *prev = NULL, *cur;
+	struct vm_area_struct *vma;
+	unsigned long start = addr, bend;
+	unsigned int i = 0;
+	int ret = 0;
+
+	mmap_read_lock(ctx->mm);
+	while (addr < end) {
+		vma = vma_lookup(ctx->mm, addr);
+		if (!vma) {
+			ret = -EFAULT;
+			break;
+		}
+		bend = min3(end, vma->vm_end,
+			    addr + (HMMGPU_MIGRATE_BATCH << PAGE_SHIFT));
+		cur = ctx->batch[i++ & 1];
+		cur->status = ctx->status + ((addr - start) >> PAGE_SHIFT);
+		hmmgpu_batch_start(cur, ctx->hdev, vma, addr, bend, ctx->dir);
+		if (prev)
+			hmmgpu_migrate_finish(ctx, prev);
+		prev = cur;
+		addr = bend;
 	}
-	end = min3(end, vma->vm_end,
-		   addr + ((unsigned long)HMMGPU_MIGRATE_BATCH << PAGE_SHIFT));
-	ret = hmmgpu_migrate_range(hdev, vma, b, addr, end, dir);
-	mmap_read_unlock(mm);
-	*next = end;
+	if (prev)
+		hmmgpu_migrate_finish(ctx, prev);
+	mmap_read_unlock(ctx->mm);
+	*next = addr;
 	return ret;
 }
 
-/* The body of the ioctl, with a reference on @mm. */
-static int hmmgpu_migrate_mm(struct hmmgpu_device *hdev, struct mm_struct *mm,
-			     struct hmmgpu_migrate *args,
-			     struct hmmgpu_batch *b)
+/* Report the status of @n pages at @addr, the start of the last run. */
+static int hmmgpu_migrate_report(struct hmmgpu_migrate_ctx *ctx,
+				 struct hmmgpu_migrate *args,
+				 unsigned long addr, unsigned long n)
 {
-	enum hmmgpu_copy_dir dir = args->flags == HMMGPU_MIGRATE_TO_DEVICE ?
-				   HMMGPU_COPY_TO_VRAM : HMMGPU_COPY_TO_SYSTEM;
-	u8 __user *ustatus = u64_to_user_ptr(args->status);
+	u64 migrated = args->migrated, failed = args->failed;
+
+	hmmgpu_migrate_count(args, ctx->status, n);
+	trace_hmmgpu_migrate(ctx->hdev->minor, ctx->dir == HMMGPU_COPY_TO_VRAM,
+			     addr, n, args->migrated - migrated,
+			     args->failed - failed);
+	if (args->status &&
+	    copy_to_user(u64_to_user_ptr(args->status) +
+			 ((addr - args->addr) >> PAGE_SHIFT), ctx->status, n))
+		return -EFAULT;
+	return 0;
+}
+
+/* The body of the ioctl, with a reference on @ctx->mm. */
+static int hmmgpu_migrate_mm(struct hmmgpu_migrate_ctx *ctx,
+			     struct hmmgpu_migrate *args)
+{
 	unsigned long addr = args->addr, end = args->addr + args->length;
-	unsigned long next, n;
-	u64 migrated, failed;
-	int copy_err = 0, ret;
+	unsigned long run = HMMGPU_MIGRATE_RUN * HMMGPU_MIGRATE_BATCH;
+	unsigned long next;
+	int ret, err;
 
 	while (addr < end) {
 		if (fatal_signal_pending(current))
 			return -EINTR;
-		ret = hmmgpu_migrate_batch(hdev, mm, b, addr, end, dir, &next);
-		if (ret == -EFAULT)
-			return ret;
-		if (ret && !copy_err)
-			copy_err = ret;
-
-		n = (next - addr) >> PAGE_SHIFT;
-		migrated = args->migrated;
-		failed = args->failed;
-		hmmgpu_migrate_count(args, b->status, n);
-		trace_hmmgpu_migrate(hdev->minor, dir == HMMGPU_COPY_TO_VRAM,
-				     addr, n, args->migrated - migrated,
-				     args->failed - failed);
-		if (args->status && copy_to_user(ustatus, b->status, n))
-			return -EFAULT;
-		ustatus += n;
+		ret = hmmgpu_migrate_run(ctx, addr,
+					 min(end, addr + (run << PAGE_SHIFT)),
+					 &next);
+		err = hmmgpu_migrate_report(ctx, args, addr,
+					    (next - addr) >> PAGE_SHIFT);
+		if (ret || err)
+			return ret ?: err;
 		addr = next;
 	}
 	/*
 	 * -ENODEV tells that this file's device is gone; a copy that failed
 	 * on another (lost) device owning the pages is an -EIO here.
 	 */
-	if (copy_err && !args->migrated && args->failed)
-		return copy_err == -ENODEV &&
-		       hmmgpu_device_usable(hdev) == -ENODEV ? -ENODEV : -EIO;
+	if (ctx->copy_err && !args->migrated && args->failed)
+		return ctx->copy_err == -ENODEV &&
+		       hmmgpu_device_usable(ctx->hdev) == -ENODEV ? -ENODEV :
+								    -EIO;
 	return 0;
 }
 
@@ -513,10 +654,9 @@ static int hmmgpu_migrate_mm(struct hmmgpu_device *hdev, struct mm_struct *mm,
 int hmmgpu_ioctl_migrate(struct hmmgpu_file *hfile, void __user *uarg)
 {
 	struct hmmgpu_device *hdev = hfile->hdev;
-	struct mm_struct *mm = hfile->mm;
+	struct hmmgpu_migrate_ctx *ctx;
 	struct hmmgpu_migrate args;
-	struct hmmgpu_batch *b;
-	int ret;
+	int ret = -ENOMEM;
 
 	if (!(hdev->caps & HMMGPU_CAP_MIGRATE))
 		return -ENOTTY;
@@ -524,29 +664,39 @@ int hmmgpu_ioctl_migrate(struct hmmgpu_file *hfile, void __user *uarg)
 		return -EFAULT;
 	if (!hmmgpu_migrate_valid(&args))
 		return -EINVAL;
-	if (current->mm != mm)
+	if (current->mm != hfile->mm)
 		return -EPERM;
 	/* Nothing moves unless every status byte can be written. */
 	if (args.status && clear_user(u64_to_user_ptr(args.status),
 				      args.length >> PAGE_SHIFT))
 		return -EFAULT;
 
-	b = hmmgpu_batch_alloc(GFP_KERNEL);
-	if (!b)
+	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
+	if (!ctx)
 		return -ENOMEM;
-	if (!mmget_not_zero(mm)) {
+	ctx->hdev = hdev;
+	ctx->mm = hfile->mm;
+	ctx->dir = args.flags == HMMGPU_MIGRATE_TO_DEVICE ?
+		   HMMGPU_COPY_TO_VRAM : HMMGPU_COPY_TO_SYSTEM;
+	ctx->batch[0] = hmmgpu_batch_alloc(HMMGPU_MIGRATE_BATCH, GFP_KERNEL);
+	ctx->batch[1] = hmmgpu_batch_alloc(HMMGPU_MIGRATE_BATCH, GFP_KERNEL);
+	if (!ctx->batch[0] || !ctx->batch[1])
+		goto out_free;
+	if (!mmget_not_zero(ctx->mm)) {
 		ret = -EPERM;
 		goto out_free;
 	}
 	args.migrated = 0;
 	args.resident = 0;
 	args.failed = 0;
-	ret = hmmgpu_migrate_mm(hdev, mm, &args, b);
-	mmput(mm);
+	ret = hmmgpu_migrate_mm(ctx, &args);
+	mmput(ctx->mm);
 	if (!ret && copy_to_user(uarg, &args, sizeof(args)))
 		ret = -EFAULT;
 out_free:
-	kvfree(b);
+	kvfree(ctx->batch[1]);
+	kvfree(ctx->batch[0]);
+	kfree(ctx);
 	return ret;
 }
 
@@ -633,45 +783,48 @@ static void hmmgpu_fault_account(struct hmmgpu_device *hdev,
  */
 vm_fault_t hmmgpu_migrate_to_ram(struct vm_fault *vmf)
 {
-	struct migrate_vma args = {
-		.vma = vmf->vma,
-		.pgmap_owner = hmmgpu_pgmap_owner,
-		.flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
-		.fault_page = vmf->page,
-	};
 	struct hmmgpu_device *hdev = hmmgpu_vram_page_device(vmf->page);
+	unsigned long start, end, n, fi;
 	struct hmmgpu_batch *b;
-	unsigned long fi;
 	vm_fault_t ret;
 
 	atomic64_inc(&hdev->stats.cpu_faults);
-	hmmgpu_fault_window(vmf, &args.start, &args.end);
-	b = hmmgpu_batch_alloc(GFP_KERNEL);
+	hmmgpu_fault_window(vmf, &start, &end);
+	n = (end - start) >> PAGE_SHIFT;
+	b = hmmgpu_batch_alloc(n, GFP_KERNEL);
 	if (!b) {
 		ret = VM_FAULT_OOM;
 		goto out_trace;
 	}
-	args.src = b->src;
-	args.dst = b->dst;
-	hmmgpu_batch_reset(b, (args.end - args.start) >> PAGE_SHIFT);
-	if (migrate_vma_setup(&args)) {
+	hmmgpu_batch_reset(b, n, HMMGPU_COPY_TO_SYSTEM);
+	b->args = (struct migrate_vma) {
+		.vma = vmf->vma,
+		.start = start,
+		.end = end,
+		.src = b->src,
+		.dst = b->dst,
+		.pgmap_owner = hmmgpu_pgmap_owner,
+		.flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+		.fault_page = vmf->page,
+	};
+	if (migrate_vma_setup(&b->args)) {
 		ret = VM_FAULT_SIGBUS;
 		goto out_free;
 	}
-	fi = (vmf->address - args.start) >> PAGE_SHIFT;
+	fi = (vmf->address - start) >> PAGE_SHIFT;
 
-	ret = hmmgpu_fault_prepare(b, &args, fi);
-	hmmgpu_batch_copy_and_set(b, args.npages, HMMGPU_COPY_TO_SYSTEM);
+	ret = hmmgpu_fault_prepare(b, &b->args, fi);
+	hmmgpu_batch_copy_submit(b, n);
+	hmmgpu_batch_copy_end(b, n);
 	if (b->status[fi] == HMMGPU_PAGE_COPY_FAILED)
 		ret = VM_FAULT_SIGBUS;
-	migrate_vma_pages(&args);
-	hmmgpu_fault_account(hdev, b, &args, fi);
-	migrate_vma_finalize(&args);
+	migrate_vma_pages(&b->args);
+	hmmgpu_fault_account(hdev, b, &b->args, fi);
+	migrate_vma_finalize(&b->args);
 out_free:
 	kvfree(b);
 out_trace:
-	trace_hmmgpu_cpu_fault(hdev->minor, vmf->address,
-			       (args.end - args.start) >> PAGE_SHIFT,
+	trace_hmmgpu_cpu_fault(hdev->minor, vmf->address, n,
 			       (__force unsigned int)ret);
 	return ret;
 }
@@ -692,8 +845,8 @@ void hmmgpu_migrate_evict(unsigned long start_pfn, unsigned long npages)
 	struct hmmgpu_batch *b;
 	unsigned long i, lost = 0;
 
-	b = hmmgpu_batch_alloc(GFP_KERNEL | __GFP_NOFAIL);
-	hmmgpu_batch_reset(b, npages);
+	b = hmmgpu_batch_alloc(npages, GFP_KERNEL | __GFP_NOFAIL);
+	hmmgpu_batch_reset(b, npages, HMMGPU_COPY_TO_SYSTEM);
 	migrate_device_range(b->src, start_pfn, npages);
 	for (i = 0; i < npages; i++) {
 		struct page *spage = migrate_pfn_to_page(b->src[i]);
@@ -705,12 +858,13 @@ void hmmgpu_migrate_evict(unsigned long start_pfn, unsigned long npages)
 		b->dev[i] = spage;
 	}
 
-	hmmgpu_batch_copy(b, npages, HMMGPU_COPY_TO_SYSTEM);
+	hmmgpu_batch_copy_submit(b, npages);
+	hmmgpu_batch_copy_wait(b);
 	for_each_set_bit(i, b->failed, npages) {
 		clear_highpage(b->sys[i]);
 		lost++;
 	}
-	hmmgpu_batch_set_dst(b, npages, HMMGPU_COPY_TO_SYSTEM);
+	hmmgpu_batch_set_dst(b, npages);
 	migrate_device_pages(b->src, b->dst, npages);
 	hmmgpu_batch_account(b, npages, HMMGPU_COPY_TO_SYSTEM);
 	migrate_device_finalize(b->src, b->dst, npages);

@@ -11,18 +11,29 @@
  * wraps; the backend reports the seqno of the last completed command as the
  * queue's fence (&hmmgpu_backend_ops.queue_fence).
  *
- * A job is a batch of commands for one queue. It is built and waited for
- * with the queue's lock held, so jobs on one queue run one after the other
- * and jobs on different queues run concurrently:
+ * A job is a batch of commands for one queue. It is written into the ring
+ * with the queue's lock held, so the commands of a job are consecutive, and
+ * waited for without it, so several jobs of one queue can be in flight:
  *
- * 1. hmmgpu_job_begin() checks that the device runs and samples the
- *    queue's error count;
+ * 1. hmmgpu_job_begin() checks that the device runs;
  * 2. hmmgpu_job_emit() writes one command, first waiting for ring space if
  *    the ring is full (publishing what the job has written so far, then
- *    polling &hmmgpu_backend_ops.queue_space);
- * 3. hmmgpu_job_wait() publishes the rest and rings the doorbell, spins on
- *    the fence for a few microseconds, then sleeps on the queue's wait queue
- *    until the completion signal of the job's last command.
+ *    polling). Its first command lists the job on the queue;
+ * 3. hmmgpu_job_kick() publishes the rest and rings the doorbell; the lock
+ *    is dropped;
+ * 4. hmmgpu_job_wait() spins on the fence for a few microseconds, then
+ *    sleeps on the queue's wait queue until the completion signal of the
+ *    job's last command, and reads the results of its commands
+ *    (&hmmgpu_backend_ops.queue_status);
+ * 5. hmmgpu_job_end() takes the job off the queue.
+ *
+ * Results live in the ring slots (a descriptor's status, the words the
+ * engine writes back), so a slot is not only busy until the engine has
+ * completed its command but until the job that wrote it has read the
+ * result: a listed job holds its slots from &hmmgpu_job.held_seqno on, and
+ * the ring space a writer sees is what both the engine and the oldest job
+ * have released. A job larger than the ring reads its own results while it
+ * waits for space.
  *
  * The last command of a job carries %HMMGPU_CMD_IRQ. When it completes, the
  * backend calls hmmgpu_queue_signal() (from its MSI-X handler or its
@@ -30,11 +41,13 @@
  * is complete when a signal has seen a fence at or past its last seqno:
  * that is both the fence and the interrupt.
  *
- * A copy (hmmgpu_device_copy()) is one %HMMGPU_CMD_COPY command per channel:
- * a large batch is split over the channels, whose jobs are all submitted
- * before the first is waited for, so the engines run concurrently. The
- * backend prepares the command (&hmmgpu_backend_ops.copy_prepare) once the
- * job has begun and reports which pages it copied when it has ended
+ * A copy (hmmgpu_device_copy_submit()) is one %HMMGPU_CMD_COPY command per
+ * channel: a large batch is split over the channels, whose jobs are all
+ * submitted before the first is waited for (hmmgpu_device_copy_wait()), so
+ * the engines run concurrently, and the caller can prepare its next batch
+ * meanwhile. The backend prepares the command
+ * (&hmmgpu_backend_ops.copy_prepare) once the job has begun and reports
+ * which pages it copied when it has been waited for
  * (&hmmgpu_backend_ops.copy_finish). Copies run on the CPU fault path and
  * must finish to keep the memory they touch consistent, so their waits are
  * not interruptible (they are still bounded by the fence timeout).
@@ -59,8 +72,8 @@
 #define HMMGPU_COPY_MIN_PART	64
 
 /*
- * One lock class per queue number: a copy holds the locks of several
- * channels at once, always taken in increasing queue order.
+ * One lock class per queue number, so that lockdep reports name the queue
+ * (no path holds two queue locks at once).
  */
 static struct lock_class_key hmmgpu_queue_lock_keys[HMMGPU_MAX_QUEUES];
 
@@ -82,6 +95,8 @@ void hmmgpu_queue_init(struct hmmgpu_queue *q, struct hmmgpu_device *hdev,
 	q->index = index;
 	mutex_init(&q->lock);
 	lockdep_set_class(&q->lock, &hmmgpu_queue_lock_keys[index]);
+	spin_lock_init(&q->job_lock);
+	INIT_LIST_HEAD(&q->jobs);
 	spin_lock_init(&q->irq_lock);
 	init_waitqueue_head(&q->wq);
 	atomic64_set(&q->busy_ns, 0);
@@ -153,17 +168,83 @@ static int hmmgpu_queue_hung(struct hmmgpu_queue *q, u64 seqno)
 	return ret;
 }
 
-static int hmmgpu_queue_wait_space(struct hmmgpu_queue *q)
+/*
+ * Slots the engine has released (&hmmgpu_backend_ops.queue_space) and whose
+ * results no job still has to read: the oldest listed job holds every slot
+ * from its @held_seqno on.
+ */
+static unsigned int hmmgpu_queue_free(struct hmmgpu_queue *q, bool *engine)
+{
+	unsigned int space = q->hdev->ops->queue_space(q);
+	struct hmmgpu_job *oldest;
+	u64 held;
+
+	*engine = space;
+	spin_lock(&q->job_lock);
+	oldest = list_first_entry_or_null(&q->jobs, struct hmmgpu_job, link);
+	if (oldest) {
+		held = q->last_seqno + 1 - oldest->held_seqno;
+		space = min_t(u64, space,
+			      held < q->entries ? q->entries - held : 0);
+	}
+	spin_unlock(&q->job_lock);
+	return space;
+}
+
+/*
+ * Read the results of the job's commands the engine has completed, up to
+ * seqno @fence, and release their slots.
+ */
+static void hmmgpu_job_harvest(struct hmmgpu_queue *q, struct hmmgpu_job *job,
+			       u64 fence)
+{
+	const struct hmmgpu_backend_ops *ops = q->hdev->ops;
+	u64 s, end = min(fence, job->last_seqno);
+
+	if (!job->first_seqno)
+		return;
+
+	for (s = job->held_seqno; s <= end; s++)
+		if (ops->queue_status && ops->queue_status(q, s) && !job->err)
+			job->err = -EIO;
+	if (end + 1 > job->held_seqno) {
+		spin_lock(&q->job_lock);
+		job->held_seqno = end + 1;
+		spin_unlock(&q->job_lock);
+	}
+}
+
+/* Ring space for @job, once it has read the results it can read. */
+static unsigned int hmmgpu_job_space(struct hmmgpu_queue *q,
+				     struct hmmgpu_job *job, bool *engine)
+{
+	hmmgpu_job_harvest(q, job, q->hdev->ops->queue_fence(q));
+	return hmmgpu_queue_free(q, engine);
+}
+
+/*
+ * Wait until the queue can take a command of @job. Only the engine not
+ * releasing slots counts as a hang: slots held by other jobs, whose waiters
+ * were woken, are released soon.
+ */
+static int hmmgpu_queue_wait_space(struct hmmgpu_queue *q,
+				   struct hmmgpu_job *job)
 {
 	unsigned int space;
+	bool engine;
 	int ret;
 
-	ret = read_poll_timeout(q->hdev->ops->queue_space, space,
-				space || hmmgpu_queue_stopped(q),
-				HMMGPU_SPACE_POLL_US,
-				hmmgpu_fence_timeout() * USEC_PER_MSEC, false, q);
-	if (ret)
-		return hmmgpu_queue_hung(q, q->last_seqno);
+	for (;;) {
+		ret = read_poll_timeout(hmmgpu_job_space, space,
+					space || hmmgpu_queue_stopped(q),
+					HMMGPU_SPACE_POLL_US,
+					hmmgpu_fence_timeout() * USEC_PER_MSEC,
+					false, q, job, &engine);
+		if (!ret)
+			break;
+		if (!engine)
+			return hmmgpu_queue_hung(q, q->last_seqno);
+	}
 	if (!space)
 		return hmmgpu_device_usable(q->hdev);
 	q->space = space;
@@ -185,6 +266,7 @@ static int hmmgpu_job_begin(struct hmmgpu_queue *q, struct hmmgpu_job *job)
 
 	lockdep_assert_held(&q->lock);
 	memset(job, 0, sizeof(*job));
+	INIT_LIST_HEAD(&job->link);
 
 	ret = hmmgpu_device_usable(hdev);
 	if (ret)
@@ -193,14 +275,13 @@ static int hmmgpu_job_begin(struct hmmgpu_queue *q, struct hmmgpu_job *job)
 		hmmgpu_device_set_state(hdev, HMMGPU_STATE_HALTED);
 		return -EIO;
 	}
-	if (ops->queue_errors)
-		job->errors = ops->queue_errors(q);
 	return 0;
 }
 
 /* Publish what the job has written and ring the doorbell. */
 static void hmmgpu_job_kick(struct hmmgpu_queue *q, struct hmmgpu_job *job)
 {
+	lockdep_assert_held(&q->lock);
 	if (!q->pending)
 		return;
 	if (!job->kicked) {
@@ -217,6 +298,9 @@ static void hmmgpu_job_kick(struct hmmgpu_queue *q, struct hmmgpu_job *job)
  * @job: the job
  * @cmd: the command; its seqno is assigned here
  *
+ * The job's first command lists the job on the queue: from then on it holds
+ * the slots of its commands until it has read their results.
+ *
  * Return: 0, or the error that stopped the wait for ring space: -ETIMEDOUT,
  * -EIO or -ENODEV.
  */
@@ -228,19 +312,44 @@ static int hmmgpu_job_emit(struct hmmgpu_queue *q, struct hmmgpu_job *job,
 	lockdep_assert_held(&q->lock);
 	if (!q->space) {
 		hmmgpu_job_kick(q, job);
-		ret = hmmgpu_queue_wait_space(q);
+		ret = hmmgpu_queue_wait_space(q, job);
 		if (ret)
 			return ret;
 	}
 
 	cmd->seqno = ++q->last_seqno;
-	if (!job->first_seqno)
-		job->first_seqno = cmd->seqno;
 	job->last_seqno = cmd->seqno;
+	if (!job->first_seqno) {
+		job->first_seqno = cmd->seqno;
+		job->held_seqno = cmd->seqno;
+		spin_lock(&q->job_lock);
+		list_add_tail(&job->link, &q->jobs);
+		spin_unlock(&q->job_lock);
+	}
 	q->hdev->ops->queue_write(q, cmd);
 	q->space--;
 	q->pending++;
 	return 0;
+}
+
+/**
+ * hmmgpu_job_end() - release a job's slots
+ * @q: the queue
+ * @job: the job, waited for (or abandoned)
+ *
+ * After this the job's command slots may be reused: the results of its
+ * commands can no longer be read.
+ */
+static void hmmgpu_job_end(struct hmmgpu_queue *q, struct hmmgpu_job *job)
+{
+	bool listed;
+
+	spin_lock(&q->job_lock);
+	listed = !list_empty(&job->link);
+	list_del_init(&job->link);
+	spin_unlock(&q->job_lock);
+	if (listed)
+		wake_up_all(&q->wq);
 }
 
 /* Spin briefly: a completion that is about to land saves a sleep. */
@@ -253,37 +362,28 @@ static void hmmgpu_queue_spin(struct hmmgpu_queue *q, u64 seqno)
 		cpu_relax();
 }
 
-static int hmmgpu_job_check(struct hmmgpu_queue *q, struct hmmgpu_job *job)
-{
-	const struct hmmgpu_backend_ops *ops = q->hdev->ops;
-
-	if (ops->queue_errors && ops->queue_errors(q) != job->errors)
-		return -EIO;
-	return 0;
-}
-
 /**
- * __hmmgpu_job_wait() - submit the rest of a job and wait for its completion
- * @q: the queue, locked
+ * hmmgpu_job_wait() - wait for the completion of a kicked job
+ * @q: the queue, locked or not
  * @job: the job, with at least one command whose last carries
- *	%HMMGPU_CMD_IRQ
+ *	%HMMGPU_CMD_IRQ, kicked
  * @intr: whether a signal ends the wait
+ *
+ * Reads the results of the job's commands once it has completed; the job
+ * still holds its slots (hmmgpu_job_end()).
  *
  * Return: 0 when every command completed without error; -EIO when one
  * failed or the device halted; -ETIMEDOUT when the job did not complete
  * within the fence timeout; -ENODEV when the device is gone; -EINTR on a
  * signal when @intr (the commands still complete).
  */
-static int __hmmgpu_job_wait(struct hmmgpu_queue *q, struct hmmgpu_job *job,
-			     bool intr)
+static int hmmgpu_job_wait(struct hmmgpu_queue *q, struct hmmgpu_job *job,
+			   bool intr)
 {
 	unsigned long timeout = msecs_to_jiffies(hmmgpu_fence_timeout());
 	long ret;
 
-	lockdep_assert_held(&q->lock);
-	hmmgpu_job_kick(q, job);
 	hmmgpu_queue_spin(q, job->last_seqno);
-
 	if (intr)
 		ret = wait_event_interruptible_timeout(q->wq,
 						       hmmgpu_job_done(q, job) ||
@@ -294,16 +394,13 @@ static int __hmmgpu_job_wait(struct hmmgpu_queue *q, struct hmmgpu_job *job,
 					 hmmgpu_queue_stopped(q), timeout);
 	if (ret < 0)
 		return -EINTR;
-	if (hmmgpu_job_done(q, job))
-		return hmmgpu_job_check(q, job);
+	if (hmmgpu_job_done(q, job)) {
+		hmmgpu_job_harvest(q, job, job->last_seqno);
+		return job->err;
+	}
 	if (!ret)
 		return hmmgpu_queue_hung(q, job->last_seqno);
 	return hmmgpu_device_usable(q->hdev);
-}
-
-static int hmmgpu_job_wait(struct hmmgpu_queue *q, struct hmmgpu_job *job)
-{
-	return __hmmgpu_job_wait(q, job, true);
 }
 
 static u64 hmmgpu_job_elapsed_ns(const struct hmmgpu_job *job)
@@ -319,7 +416,7 @@ static u64 hmmgpu_job_elapsed_ns(const struct hmmgpu_job *job)
  * @elapsed_ns: out, time from the first doorbell to the completion signal
  *	of the last NOP
  *
- * Context: process context; takes @q->lock and sleeps.
+ * Context: process context; takes @q->lock while it submits, and sleeps.
  * Return: 0 or an error of hmmgpu_job_wait(); -EINTR also when a signal
  * arrives while waiting for @q->lock.
  */
@@ -341,11 +438,14 @@ int hmmgpu_queue_nop(struct hmmgpu_queue *q, unsigned int count,
 		ret = hmmgpu_job_emit(q, &job, &cmd);
 	}
 	if (!ret)
-		ret = hmmgpu_job_wait(q, &job);
+		hmmgpu_job_kick(q, &job);
+	mutex_unlock(&q->lock);
+
+	if (!ret)
+		ret = hmmgpu_job_wait(q, &job, true);
 	if (!ret)
 		*elapsed_ns = hmmgpu_job_elapsed_ns(&job);
-
-	mutex_unlock(&q->lock);
+	hmmgpu_job_end(q, &job);
 	return ret;
 }
 
@@ -356,6 +456,7 @@ int hmmgpu_queue_nop(struct hmmgpu_queue *q, unsigned int count,
  * @copy: its command's copy
  * @first: index of its first page in the whole copy
  * @prepared: &hmmgpu_backend_ops.copy_prepare succeeded
+ * @written: the command is in the ring
  * @err: the first error of the part
  */
 struct hmmgpu_copy_part {
@@ -364,10 +465,11 @@ struct hmmgpu_copy_part {
 	struct hmmgpu_copy copy;
 	unsigned int first;
 	bool prepared;
+	bool written;
 	int err;
 };
 
-/* Lock the part's queue and submit its command; the queue stays locked. */
+/* Submit the part's command under its queue's lock. */
 static void hmmgpu_copy_submit(struct hmmgpu_copy_part *p)
 {
 	struct hmmgpu_cmd cmd = {
@@ -380,40 +482,44 @@ static void hmmgpu_copy_submit(struct hmmgpu_copy_part *p)
 	mutex_lock(&q->lock);
 	p->err = hmmgpu_job_begin(q, &p->job);
 	if (p->err)
-		return;
+		goto out_unlock;
 	p->err = q->hdev->ops->copy_prepare(q, &p->copy);
 	if (p->err)
-		return;
+		goto out_unlock;
 	p->prepared = true;
 	p->err = hmmgpu_job_emit(q, &p->job, &cmd);
-	if (!p->err)
-		hmmgpu_job_kick(q, &p->job);
+	if (p->err)
+		goto out_unlock;
+	p->written = true;
+	hmmgpu_job_kick(q, &p->job);
+out_unlock:
+	mutex_unlock(&q->lock);
 }
 
-/* Wait for the part, record its failed pages and unlock its queue. */
+/* Wait for the part and record its failed pages. */
 static void hmmgpu_copy_complete(struct hmmgpu_copy_part *p,
-				 unsigned long *failed)
+				 unsigned long *failed, unsigned int base)
 {
 	struct hmmgpu_queue *q = p->q;
 
-	if (p->prepared) {
-		if (!p->err) {
-			p->err = __hmmgpu_job_wait(q, &p->job, false);
-			if (!p->err)
-				atomic64_add(hmmgpu_job_elapsed_ns(&p->job),
-					     &q->busy_ns);
-		}
-		q->hdev->ops->copy_finish(q, &p->copy, p->err);
+	if (p->written) {
+		p->err = hmmgpu_job_wait(q, &p->job, false);
+		if (!p->err)
+			atomic64_add(hmmgpu_job_elapsed_ns(&p->job),
+				     &q->busy_ns);
 	}
+	if (p->prepared)
+		q->hdev->ops->copy_finish(q, &p->copy,
+					  p->written ? p->err : -ECANCELED);
+	hmmgpu_job_end(q, &p->job);
 	if (p->copy.done < p->copy.npages) {
 		atomic64_add(p->copy.npages - p->copy.done,
 			     &q->hdev->stats.copy_errors);
-		bitmap_set(failed, p->first + p->copy.done,
+		bitmap_set(failed, base + p->first + p->copy.done,
 			   p->copy.npages - p->copy.done);
 		if (!p->err)
 			p->err = -EIO;
 	}
-	mutex_unlock(&q->lock);
 }
 
 /* How many channels a copy of @npages pages uses, and the first one. */
@@ -437,45 +543,48 @@ static unsigned int hmmgpu_copy_channels(struct hmmgpu_device *hdev,
 }
 
 /**
- * hmmgpu_device_copy() - copy pages between system memory and VRAM
+ * hmmgpu_device_copy_submit() - start copying pages between system memory
+ *	and VRAM
  * @hdev: the device whose copy engine copies and whose VRAM is addressed
  * @dir: direction
  * @sys: @npages system pages
  * @vram: @npages page-aligned offsets into the VRAM of @hdev
  * @npages: pages, 1..%HMMGPU_COPY_MAX_PAGES
- * @failed: bitmap of @npages bits; the bits of the pages that were not
- *	copied are set, the others are left alone
+ * @op: the copy in flight, initialised here
  *
- * Splits the copy over the channels, submits every part, then waits for
- * each. The waits are not interruptible.
+ * Splits the copy over the channels and submits every part; each channel's
+ * lock is held only while its part is written. @sys and @vram must stay
+ * valid until hmmgpu_device_copy_wait(), which must always follow, also
+ * when the submission failed (it reports the failure).
  *
- * Context: process context, may sleep up to the fence timeout; takes the
- * channels' queue locks in increasing order.
- * Return: 0 when every page was copied; otherwise the first error: -EIO
- * (a page failed or the device halted), -ETIMEDOUT, -ENODEV, -ENOMEM.
+ * Context: process context, may sleep (allocations, ring space).
  */
-int hmmgpu_device_copy(struct hmmgpu_device *hdev, enum hmmgpu_copy_dir dir,
-		       struct page **sys, const u64 *vram, unsigned int npages,
-		       unsigned long *failed)
+void hmmgpu_device_copy_submit(struct hmmgpu_device *hdev,
+			       enum hmmgpu_copy_dir dir, struct page **sys,
+			       const u64 *vram, unsigned int npages,
+			       struct hmmgpu_copy_op *op)
 {
-	struct hmmgpu_copy_part *parts;
 	unsigned int n, first, i, per;
-	int ret = 0;
 
-	if (WARN_ON_ONCE(!npages || npages > HMMGPU_COPY_MAX_PAGES))
-		return -EINVAL;
+	memset(op, 0, sizeof(*op));
+	op->hdev = hdev;
+	op->npages = npages;
+	if (WARN_ON_ONCE(!npages || npages > HMMGPU_COPY_MAX_PAGES)) {
+		op->err = -EINVAL;
+		return;
+	}
 	atomic64_inc(&hdev->stats.copy_batches);
 	n = hmmgpu_copy_channels(hdev, npages, &first);
-	parts = kcalloc(n, sizeof(*parts), GFP_KERNEL);
-	if (!parts) {
-		atomic64_add(npages, &hdev->stats.copy_errors);
-		bitmap_set(failed, 0, npages);
-		return -ENOMEM;
+	op->parts = kcalloc(n, sizeof(*op->parts), GFP_KERNEL);
+	if (!op->parts) {
+		op->err = -ENOMEM;
+		return;
 	}
+	op->nparts = n;
 
 	per = DIV_ROUND_UP(npages, n);
 	for (i = 0; i < n; i++) {
-		struct hmmgpu_copy_part *p = &parts[i];
+		struct hmmgpu_copy_part *p = &op->parts[i];
 
 		p->q = hmmgpu_queue_get(hdev, first + i);
 		p->first = i * per;
@@ -485,11 +594,59 @@ int hmmgpu_device_copy(struct hmmgpu_device *hdev, enum hmmgpu_copy_dir dir,
 		p->copy.vram = vram + p->first;
 		hmmgpu_copy_submit(p);
 	}
-	for (i = 0; i < n; i++) {
-		hmmgpu_copy_complete(&parts[i], failed);
-		if (!ret)
-			ret = parts[i].err;
+}
+
+/**
+ * hmmgpu_device_copy_wait() - wait for a copy started by
+ *	hmmgpu_device_copy_submit()
+ * @op: the copy
+ * @failed: bitmap; for each page i of the copy that was not copied, bit
+ *	@base + i is set; the other bits are left alone
+ * @base: bit of the copy's first page in @failed
+ *
+ * The waits are not interruptible: copies run on the CPU fault path and
+ * must end to keep the memory they touch consistent (they are still
+ * bounded by the fence timeout).
+ *
+ * Context: process context, may sleep up to the fence timeout.
+ * Return: 0 when every page was copied; otherwise the first error: -EIO
+ * (a page failed or the device halted), -ETIMEDOUT, -ENODEV, -ENOMEM,
+ * -EINVAL.
+ */
+int hmmgpu_device_copy_wait(struct hmmgpu_copy_op *op, unsigned long *failed,
+			    unsigned int base)
+{
+	unsigned int i;
+	int ret = op->err;
+
+	if (ret) {
+		if (op->npages)
+			atomic64_add(op->npages, &op->hdev->stats.copy_errors);
+		bitmap_set(failed, base, op->npages);
+		return ret;
 	}
-	kfree(parts);
+	for (i = 0; i < op->nparts; i++) {
+		hmmgpu_copy_complete(&op->parts[i], failed, base);
+		if (!ret)
+			ret = op->parts[i].err;
+	}
+	kfree(op->parts);
+	op->parts = NULL;
 	return ret;
+}
+
+/**
+ * hmmgpu_queue_quiesce() - wait until no job holds a queue
+ * @q: the queue of a device no longer READY
+ *
+ * A job that began before the state changed has ended afterwards; no new
+ * one begins.
+ *
+ * Context: process context, sleeps.
+ */
+void hmmgpu_queue_quiesce(struct hmmgpu_queue *q)
+{
+	mutex_lock(&q->lock);
+	mutex_unlock(&q->lock);
+	wait_event(q->wq, list_empty_careful(&q->jobs));
 }

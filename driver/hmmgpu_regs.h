@@ -90,6 +90,7 @@
 #define HMMGPU_OP_COPY_LIST		0x03
 #define HMMGPU_DESC_IRQ			BIT(0)
 #define HMMGPU_DESC_STATUS		0x04	/* offset of STATUS */
+#define HMMGPU_DESC_SEQNO		0x08	/* offset of SEQNO */
 #define HMMGPU_DESC_ARG(i)		(0x10 + 8 * (i))	/* offset of ARGi */
 
 /* Section 4.4: copy engine. */

@@ -282,6 +282,7 @@ static void hmmgpu_sysram_setup(struct hmmgpu_sysram *sys, int id)
 		sq->wq = sys->wq;
 		INIT_WORK(&sq->work, hmmgpu_sysram_work);
 		hdev->queues[i].priv = sq;
+		hdev->queues[i].entries = HMMGPU_SYSRAM_RING_ENTRIES;
 	}
 }
 

@@ -11,11 +11,12 @@
 #include <linux/tracepoint.h>
 
 /*
- * hmmgpu_migrate - one batch of HMMGPU_IOCTL_MIGRATE
+ * hmmgpu_migrate - one run of HMMGPU_IOCTL_MIGRATE: the pages migrated
+ *	under one hold of the mmap lock (up to 4096)
  * @minor: N of the ioctl's /dev/hmmgpuN
  * @to_device: the direction is to the device (else to system memory)
- * @start: first address of the batch
- * @npages: pages of the batch
+ * @start: first address of the run
+ * @npages: pages of the run
  * @migrated: pages that moved
  * @failed: pages that could not move (neither moved nor already resident)
  */
