@@ -3,8 +3,9 @@
 // Observability tests, run in the VM against the real module: the counters
 // of HMMGPU_IOCTL_GET_COUNTERS (uapi 1.2), their debugfs file
 // hmmgpu/hmmgpuN/counters, and the hmmgpu_migrate and hmmgpu_cpu_fault
-// tracepoints. Other tests may run before, so counters are compared as
-// deltas of a read before and a read after.
+// tracepoints, also when copies fail (the emulator's fault injection,
+// emu/SPEC.md 8.1) and when the VRAM runs out. Other tests may run before,
+// so counters are compared as deltas of a read before and a read after.
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -14,7 +15,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csetjmp>
+#include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -65,7 +69,7 @@ int get_counters(int fd, hmmgpu_counters* c) {
   return xioctl(fd, HMMGPU_IOCTL_GET_COUNTERS, c);
 }
 
-class Counters : public testing::TestWithParam<Device> {
+class Counters : public testing::TestWithParam<Device>, protected MigrateCalls {
  protected:
   void SetUp() override {
     fd_ = Fd(::open(GetParam().dev_path().c_str(), O_RDWR | O_CLOEXEC));
@@ -76,13 +80,56 @@ class Counters : public testing::TestWithParam<Device> {
     EXPECT_EQ(get_counters(fd_.get(), &c), 0);
     return c;
   }
-  int to_dev(void* p, size_t len) { return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_DEVICE); }
-  int to_sys(void* p, size_t len) { return migrate(fd_.get(), p, len, HMMGPU_MIGRATE_TO_SYSTEM); }
+  [[nodiscard]] uint64_t vram(const char* attr) const { return std::stoull(GetParam().attr(attr)); }
   static long window() {
     return std::stol(read_file("/sys/module/hmmgpu/parameters/fault_around_pages").value_or("16"));
   }
-  Fd fd_;
 };
+
+// Writes a word identifying page i at both ends of each of `pages` pages:
+// cheap enough for ranges as large as the VRAM.
+void mark(char* p, size_t pages, uint64_t seed) {
+  for (size_t i = 0; i < pages; i++) {
+    auto* w = reinterpret_cast<uint64_t*>(p + i * kPage);
+    w[0] = seed ^ i;
+    w[kPage / 8 - 1] = ~(seed ^ i);
+  }
+}
+
+// The first page whose marks differ from mark()'s, or -1.
+long first_unmarked(const char* p, size_t pages, uint64_t seed) {
+  for (size_t i = 0; i < pages; i++) {
+    const auto* w = reinterpret_cast<const uint64_t*>(p + i * kPage);
+    if (w[0] != (seed ^ i) || w[kPage / 8 - 1] != ~(seed ^ i)) return static_cast<long>(i);
+  }
+  return -1;
+}
+
+sigjmp_buf g_jmp;
+void* volatile g_fault_addr;
+
+void on_sigbus(int /*sig*/, siginfo_t* si, void* /*ctx*/) {
+  g_fault_addr = si->si_addr;
+  siglongjmp(g_jmp, 1);
+}
+
+// Reads the byte at p; true when that raised SIGBUS for p's page. For a
+// forked child: the handler stays installed.
+bool read_raises_sigbus(const char* p) {
+  alarm(60);
+  struct sigaction sa {};
+  sa.sa_sigaction = on_sigbus;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGBUS, &sa, nullptr) != 0) return false;
+  if (sigsetjmp(g_jmp, 1) != 0) {
+    auto page = [](const volatile void* a) { return reinterpret_cast<uintptr_t>(a) / kPage; };
+    return page(g_fault_addr) == page(p);
+  }
+  volatile char c = *static_cast<const volatile char*>(p);
+  (void)c;
+  return false;
+}
 
 // Every device reports uapi 1.2 and HMMGPU_CAP_COUNTERS, and its counters.
 TEST(CountersInfo, EveryDeviceHasCounters) {
@@ -154,6 +201,49 @@ TEST_P(Counters, FaultAround) {
   EXPECT_EQ(after.to_system_bytes - before.to_system_bytes, n * kPage);
   EXPECT_EQ(after.to_device_pages, before.to_device_pages);
   EXPECT_EQ(first_bad(a.ptr, n, 12), -1);
+}
+
+// Migrating more pages than the VRAM has free: the pages beyond it report
+// NO_VRAM and each counts once in vram_alloc_failures, to_device_pages
+// counts the pages that moved; VRAM freed again is used again.
+TEST_P(Counters, VramExhausted) {
+  const uint64_t total = vram("vram_total"), used = vram("vram_used");
+  ASSERT_GE(total, used);
+  const size_t avail = (total - used) / kPage, extra = 64, n = avail + extra;
+  Mapping m(n * kPage);
+  ASSERT_NE(m.get(), nullptr);
+  mark(m.get(), n, 15);
+  hmmgpu_counters before = read();
+  std::vector<uint8_t> st;
+  hmmgpu_migrate out{};
+  ASSERT_EQ(to_dev(m.get(), m.size(), &st, &out), 0);
+  hmmgpu_counters after = read();
+
+  EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED, 0, avail), avail);  // in address order
+  EXPECT_EQ(count(st, HMMGPU_PAGE_NO_VRAM, avail, n), extra);
+  EXPECT_EQ(out.migrated, avail);
+  EXPECT_EQ(out.failed, extra);
+  EXPECT_EQ(vram("vram_used"), total);
+  EXPECT_EQ(after.vram_alloc_failures - before.vram_alloc_failures, extra);
+  EXPECT_EQ(after.to_device_pages - before.to_device_pages, avail);
+  EXPECT_EQ(after.to_device_bytes - before.to_device_bytes, avail * kPage);
+  EXPECT_EQ(after.copy_errors, before.copy_errors);
+
+  // Freeing the first `extra` pages lets the rest move.
+  ASSERT_EQ(to_sys(m.get(), extra * kPage, &st), 0);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED), extra);
+  before = read();
+  ASSERT_EQ(to_dev(m.get() + avail * kPage, extra * kPage, &st), 0);
+  after = read();
+  EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED), extra);
+  EXPECT_EQ(after.vram_alloc_failures, before.vram_alloc_failures);
+  EXPECT_EQ(after.to_device_pages - before.to_device_pages, extra);
+
+  ASSERT_EQ(to_sys(m.get(), m.size(), &st), 0);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_RESIDENT, 0, extra), extra);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED, extra, n), avail);
+  EXPECT_EQ(vram("vram_used"), used);
+  EXPECT_EQ(first_unmarked(m.get(), n, 15), -1);
 }
 
 // The debugfs file shows the values of the ioctl.
@@ -236,6 +326,98 @@ TEST_P(Counters, Tracepoints) {
   EXPECT_NE(trace.find("hmmgpu_migrate:"), std::string::npos) << trace;
   EXPECT_NE(trace.find("hmmgpu_cpu_fault:"), std::string::npos) << trace;
   EXPECT_NE(trace.find(GetParam().node + " to_device"), std::string::npos) << trace;
+}
+
+// Counters under injected copy failures on the emulated GPU 0.
+class CountersFault : public testing::Test, protected MigrateCalls {
+ protected:
+  void SetUp() override {
+    if (std::getenv("HMMGPU_EMU_CONTROL") == nullptr) GTEST_SKIP() << "no emulator control file";
+    auto d = emu_device(0);
+    if (!d) GTEST_SKIP() << "no emulated GPU 0";
+    ASSERT_EQ(d->attr("state"), "ready");
+    fd_ = Fd(::open(d->dev_path().c_str(), O_RDWR | O_CLOEXEC));
+    ASSERT_TRUE(fd_.valid());
+  }
+  hmmgpu_counters read() {
+    hmmgpu_counters c{};
+    EXPECT_EQ(get_counters(fd_.get(), &c), 0);
+    return c;
+  }
+};
+
+// Copies failing in a MIGRATE to the device: copy_errors grows by exactly
+// the pages reported COPY_FAILED, to_device_pages by the moved ones only.
+TEST_F(CountersFault, MigrateToDeviceCopyErrors) {
+  InjectionGuard injection(0);
+  const size_t n = 1024;  // two batches, each split over the channels
+  Mapping m(n * kPage);
+  ASSERT_NE(m.get(), nullptr);
+  fill(m.get(), n, 16);
+  hmmgpu_counters before = read();
+  ASSERT_TRUE(control("fail-copies 0 2"));
+  std::vector<uint8_t> st;
+  ASSERT_EQ(to_dev(m.get(), m.size(), &st), 0);
+  hmmgpu_counters after = read();
+  ASSERT_TRUE(injection.clear());
+
+  const size_t failed = count(st, HMMGPU_PAGE_COPY_FAILED), moved = count(st, HMMGPU_PAGE_MIGRATED);
+  ASSERT_GT(failed, 0u);
+  ASSERT_GT(moved, 0u);
+  EXPECT_EQ(failed + moved, n);
+  EXPECT_EQ(after.copy_errors - before.copy_errors, failed);
+  EXPECT_EQ(after.to_device_pages - before.to_device_pages, moved);
+  EXPECT_EQ(after.to_device_bytes - before.to_device_bytes, moved * kPage);
+  EXPECT_EQ(after.to_system_pages, before.to_system_pages);
+  EXPECT_EQ(after.vram_alloc_failures, before.vram_alloc_failures);
+  EXPECT_GE(after.copy_batches - before.copy_batches, 2u);
+
+  // Only the moved pages come back; no error without injection.
+  before = read();
+  std::vector<uint8_t> back;
+  ASSERT_EQ(to_sys(m.get(), m.size(), &back), 0);
+  after = read();
+  for (size_t pg = 0; pg < n; pg++)
+    EXPECT_EQ(back[pg],
+              st[pg] == HMMGPU_PAGE_COPY_FAILED ? HMMGPU_PAGE_RESIDENT : HMMGPU_PAGE_MIGRATED)
+        << "page " << pg;
+  EXPECT_EQ(after.to_system_pages - before.to_system_pages, moved);
+  EXPECT_EQ(after.copy_errors, before.copy_errors);
+  EXPECT_EQ(first_bad(m.get(), n, 16), -1);
+}
+
+// A CPU fault whose copy back fails raises SIGBUS and counts one fault and
+// one copy error and no page moved; the page keeps its data in VRAM.
+TEST_F(CountersFault, CpuFaultCopyErrorSigbus) {
+  ParamOverride window("fault_around_pages", "1");
+  ASSERT_TRUE(window.ok());
+  InjectionGuard injection(0);
+  const size_t n = 8, k = 3;
+  Mapping m(n * kPage);
+  ASSERT_NE(m.get(), nullptr);
+  fill(m.get(), n, 17);
+  ASSERT_EQ(to_dev(m.get(), m.size()), 0);
+
+  hmmgpu_counters before = read();
+  ASSERT_TRUE(control("fail-copies 0 1"));
+  const char* page = m.get() + k * kPage + 100;
+  EXPECT_TRUE(in_child([page] { return read_raises_sigbus(page); }));
+  hmmgpu_counters after = read();
+  ASSERT_TRUE(injection.clear());
+
+  EXPECT_EQ(after.cpu_faults - before.cpu_faults, 1u);
+  EXPECT_EQ(after.copy_errors - before.copy_errors, 1u);
+  EXPECT_EQ(after.to_system_pages, before.to_system_pages);
+  EXPECT_EQ(after.fault_around_pages, before.fault_around_pages);
+
+  before = read();
+  std::vector<uint8_t> st;
+  ASSERT_EQ(to_sys(m.get(), m.size(), &st), 0);
+  after = read();
+  EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED), n);  // none came back with the fault
+  EXPECT_EQ(after.to_system_pages - before.to_system_pages, n);
+  EXPECT_EQ(after.copy_errors, before.copy_errors);
+  EXPECT_EQ(first_bad(m.get(), n, 17), -1);
 }
 
 }  // namespace

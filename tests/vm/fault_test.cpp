@@ -20,11 +20,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <memory>
-#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -33,71 +30,8 @@
 #include "test_util.h"
 
 using namespace hmmgpu::test;
-using namespace std::chrono_literals;
 
 namespace {
-
-const char kParams[] = "/sys/module/hmmgpu/parameters/";
-
-// The emulated GPU's DEVICE_INDEX: the number at the end of its name.
-std::optional<int> emu_index(const Device& d) {
-  std::string name = d.attr("name");
-  auto pos = name.rfind("gpu");
-  if (d.attr("backend") != "emu" || pos == std::string::npos) return std::nullopt;
-  return std::stoi(name.substr(pos + 3));
-}
-
-// The emu device with DEVICE_INDEX i.
-std::optional<Device> emu_device(int i) {
-  for (const auto& d : devices_with_backend("emu"))
-    if (emu_index(d) == i) return d;
-  return std::nullopt;
-}
-
-// Appends a command to the emulator's control file and waits for its ack.
-::testing::AssertionResult control(const std::string& line, bool wait_ack = true) {
-  const char* path = std::getenv("HMMGPU_EMU_CONTROL");
-  if (path == nullptr) return ::testing::AssertionFailure() << "HMMGPU_EMU_CONTROL not set";
-  Fd fd(::open(path, O_WRONLY | O_APPEND | O_CLOEXEC));
-  if (!fd.valid())
-    return ::testing::AssertionFailure() << "open " << path << ": " << strerror(errno);
-  std::string text = line + "\n";
-  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
-    return ::testing::AssertionFailure() << "write " << path << ": " << strerror(errno);
-  fd = Fd();
-  if (!wait_ack) return ::testing::AssertionSuccess();
-  std::ifstream in(path, std::ios::binary);
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  long lines = std::count(all.begin(), all.end(), '\n');  // ours is the last
-  std::string ack_path = std::string(path) + ".ack";
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    auto ack = read_file(ack_path);
-    if (ack && !ack->empty() && std::stol(*ack) >= lines) return ::testing::AssertionSuccess();
-    std::this_thread::sleep_for(5ms);
-  }
-  return ::testing::AssertionFailure() << "no ack for '" << line << "' (line " << lines << ")";
-}
-
-// Sets a module parameter for the lifetime of the object.
-class ParamOverride {
- public:
-  ParamOverride(const std::string& name, const std::string& value)
-      : path_(kParams + name), old_(read_file(path_)) {
-    ok_ = old_.has_value() && write_file(path_, value) && read_file(path_) == value;
-  }
-  ParamOverride(const ParamOverride&) = delete;
-  ParamOverride& operator=(const ParamOverride&) = delete;
-  ~ParamOverride() {
-    if (old_) write_file(path_, *old_);
-  }
-  [[nodiscard]] bool ok() const { return ok_; }
-
- private:
-  std::string path_;
-  std::optional<std::string> old_;
-  bool ok_ = false;
-};
 
 // What a child saw when it compared pages of a mapping with a reference.
 struct Touch {

@@ -8,14 +8,19 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 namespace fs = std::filesystem;
+using namespace std::chrono_literals;
 
 namespace hmmgpu::test {
 
@@ -172,6 +177,52 @@ bool in_child(const std::function<bool()>& fn) {
   int st = 0;
   if (pid < 0 || waitpid(pid, &st, 0) != pid) return false;
   return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+ParamOverride::ParamOverride(const std::string& name, const std::string& value)
+    : path_("/sys/module/hmmgpu/parameters/" + name), old_(read_file(path_)) {
+  ok_ = old_.has_value() && write_file(path_, value) && read_file(path_) == value;
+}
+
+ParamOverride::~ParamOverride() {
+  if (old_) write_file(path_, *old_);
+}
+
+std::optional<int> emu_index(const Device& d) {
+  std::string name = d.attr("name");
+  auto pos = name.rfind("gpu");
+  if (d.attr("backend") != "emu" || pos == std::string::npos) return std::nullopt;
+  return std::stoi(name.substr(pos + 3));
+}
+
+std::optional<Device> emu_device(int i) {
+  for (const auto& d : devices_with_backend("emu"))
+    if (emu_index(d) == i) return d;
+  return std::nullopt;
+}
+
+::testing::AssertionResult control(const std::string& line, bool wait_ack) {
+  const char* path = std::getenv("HMMGPU_EMU_CONTROL");
+  if (path == nullptr) return ::testing::AssertionFailure() << "HMMGPU_EMU_CONTROL not set";
+  Fd fd(::open(path, O_WRONLY | O_APPEND | O_CLOEXEC));
+  if (!fd.valid())
+    return ::testing::AssertionFailure() << "open " << path << ": " << strerror(errno);
+  std::string text = line + "\n";
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    return ::testing::AssertionFailure() << "write " << path << ": " << strerror(errno);
+  fd = Fd();
+  if (!wait_ack) return ::testing::AssertionSuccess();
+  std::ifstream in(path, std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  long lines = std::count(all.begin(), all.end(), '\n');  // ours is the last
+  std::string ack_path = std::string(path) + ".ack";
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto ack = read_file(ack_path);
+    if (ack && !ack->empty() && std::stol(*ack) >= lines) return ::testing::AssertionSuccess();
+    std::this_thread::sleep_for(5ms);
+  }
+  return ::testing::AssertionFailure() << "no ack for '" << line << "' (line " << lines << ")";
 }
 
 }  // namespace hmmgpu::test

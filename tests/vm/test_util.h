@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 // Helpers shared by the in-VM test suites: device discovery through sysfs,
-// an owned device fd, and an ioctl wrapper that retries EINTR.
+// an owned device fd, an ioctl wrapper that retries EINTR, and the
+// emulator's fault injection (emu/SPEC.md 8.1).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <uapi/hmmgpu.h>
 
@@ -101,6 +103,47 @@ size_t count(const std::vector<uint8_t>& s, uint8_t v, size_t from = 0, size_t t
 
 // Run fn in a child process; true when it exited with status 0.
 bool in_child(const std::function<bool()>& fn);
+
+// Sets a module parameter of hmmgpu for the lifetime of the object.
+class ParamOverride {
+ public:
+  ParamOverride(const std::string& name, const std::string& value);
+  ParamOverride(const ParamOverride&) = delete;
+  ParamOverride& operator=(const ParamOverride&) = delete;
+  ~ParamOverride();
+  [[nodiscard]] bool ok() const { return ok_; }
+
+ private:
+  std::string path_;
+  std::optional<std::string> old_;
+  bool ok_ = false;
+};
+
+// The emulated GPU's DEVICE_INDEX (the number at the end of its name), or
+// nothing for another backend.
+std::optional<int> emu_index(const Device& d);
+// The emu device with DEVICE_INDEX i.
+std::optional<Device> emu_device(int i);
+
+// Appends a command to the emulator's control file (emu/SPEC.md 8.1, found
+// through HMMGPU_EMU_CONTROL) and waits for its ack.
+::testing::AssertionResult control(const std::string& line, bool wait_ack = true);
+
+// Cancels the fault injection of one emulated GPU (`clear GPU`) on
+// destruction, whichever way the test leaves; clear() does it earlier.
+class InjectionGuard {
+ public:
+  explicit InjectionGuard(int gpu) : gpu_(gpu) {}
+  InjectionGuard(const InjectionGuard&) = delete;
+  InjectionGuard& operator=(const InjectionGuard&) = delete;
+  ~InjectionGuard() { EXPECT_TRUE(clear()); }
+  [[nodiscard]] ::testing::AssertionResult clear() const {
+    return control("clear " + std::to_string(gpu_));
+  }
+
+ private:
+  int gpu_;
+};
 
 // The migrations a fixture that holds an open device makes; fixtures derive from it and open fd_.
 class MigrateCalls {
