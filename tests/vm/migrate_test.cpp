@@ -3,8 +3,9 @@
 // Migration tests, run in the VM against the real module: HMMGPU_IOCTL_MIGRATE
 // in both directions, CPU-fault migration back (with fault-around), and what
 // mm does to device-resident pages (fork, mprotect, munmap, MADV_DONTNEED,
-// exit). Every test runs on every device with HMMGPU_CAP_MIGRATE and checks
-// the data after each round trip.
+// exit), and what /proc shows of them (pagemap, smaps, numa_maps). Every
+// test runs on every device with HMMGPU_CAP_MIGRATE and checks the data
+// after each round trip.
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -13,12 +14,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cinttypes>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <map>
+#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "test_util.h"
@@ -34,6 +42,132 @@ namespace {
 
 std::string param_name(const testing::TestParamInfo<Device>& p) {
   return p.param.attr("backend") + "_" + p.param.node;
+}
+
+// Bits of a /proc/PID/pagemap entry (fs/proc/task_mmu.c, PM_*).
+constexpr uint64_t kPmPresent = 1ULL << 63;
+constexpr uint64_t kPmSwap = 1ULL << 62;
+constexpr uint64_t kPmFile = 1ULL << 61;
+constexpr uint64_t kPmExclusive = 1ULL << 56;
+constexpr uint64_t kPmFrame = (1ULL << 55) - 1;
+// A swap entry's frame field is its type in the low MAX_SWAPFILES_SHIFT
+// bits, then its offset (the pfn, for device-private entries).
+constexpr unsigned kSwapTypeBits = 5;
+// include/linux/swap.h with CONFIG_DEVICE_PRIVATE: the four device types sit
+// just below the PTE-marker type 31, whatever else is configured, so
+// SWP_DEVICE_WRITE = 32 - 4 - 1 and SWP_DEVICE_READ = SWP_DEVICE_WRITE + 1.
+constexpr uint64_t kSwpDeviceWrite = 27;
+constexpr uint64_t kSwpDeviceRead = 28;
+
+uint64_t swap_type(uint64_t pme) { return pme & kPmFrame & ((1ULL << kSwapTypeBits) - 1); }
+uint64_t swap_pfn(uint64_t pme) { return (pme & kPmFrame) >> kSwapTypeBits; }
+uint64_t present_pfn(uint64_t pme) { return pme & kPmFrame; }
+
+// The pagemap entries of `pages` pages at p; empty when the read fails.
+std::vector<uint64_t> pagemap(const void* p, size_t pages) {
+  Fd fd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+  std::vector<uint64_t> out(pages);
+  const auto off = static_cast<off_t>(reinterpret_cast<uintptr_t>(p) / kPage * sizeof(uint64_t));
+  const auto len = static_cast<ssize_t>(pages * sizeof(uint64_t));
+  if (!fd.valid() || ::pread(fd.get(), out.data(), len, off) != len) out.clear();
+  return out;
+}
+
+// pagemap shows pfns (and /proc/iomem addresses) to CAP_SYS_ADMIN only.
+bool shows_pfns() { return geteuid() == 0; }
+
+// The [start, end] ranges of /proc/iomem entries named `name`, at any depth.
+std::vector<std::pair<uint64_t, uint64_t>> iomem(const std::string& name) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  std::ifstream in("/proc/iomem");
+  std::string line;
+  while (std::getline(in, line)) {
+    uint64_t start = 0, end = 0;
+    int pos = 0;
+    if (std::sscanf(line.c_str(), " %" SCNx64 "-%" SCNx64 " : %n", &start, &end, &pos) == 2 &&
+        pos > 0 && line.substr(pos) == name)
+      out.emplace_back(start, end);
+  }
+  return out;
+}
+
+bool in_ranges(const std::vector<std::pair<uint64_t, uint64_t>>& r, uint64_t addr) {
+  for (const auto& [start, end] : r)
+    if (addr >= start && addr <= end) return true;
+  return false;
+}
+
+// The whole contents of a /proc file.
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The "Name: N kB" fields of the smaps entry (text of /proc/self/smaps) of
+// the VMA that contains p; of the only entry when p is null (smaps_rollup).
+std::map<std::string, uint64_t> smaps_fields(const std::string& text, const void* p) {
+  std::map<std::string, uint64_t> out;
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  bool ours = p == nullptr;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    uint64_t start = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%" SCNx64 "-%" SCNx64 " ", &start, &end) == 2) {
+      if (ours && p != nullptr) break;  // the next VMA
+      ours = p == nullptr || (addr >= start && addr < end);
+      continue;
+    }
+    auto colon = line.find(':');
+    uint64_t value = 0;
+    if (ours && colon != std::string::npos &&
+        std::sscanf(line.c_str() + colon + 1, " %" SCNu64 " kB", &value) == 1)
+      out[line.substr(0, colon)] = value;
+  }
+  return out;
+}
+
+// The key=value fields of the /proc/self/numa_maps line of the VMA starting
+// at p; empty when there is none.
+std::map<std::string, uint64_t> numa_maps_fields(const void* p) {
+  std::map<std::string, uint64_t> out;
+  std::istringstream in(slurp("/proc/self/numa_maps"));
+  std::string line;
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string word;
+    if (!(words >> word) || std::stoull(word, nullptr, 16) != addr) continue;
+    out["found"] = 1;
+    while (words >> word) {
+      auto eq = word.find('=');
+      if (eq != std::string::npos && eq + 1 < word.size() &&
+          std::isdigit(static_cast<unsigned char>(word[eq + 1])) != 0)
+        out[word.substr(0, eq)] = std::stoull(word.substr(eq + 1));
+    }
+    break;
+  }
+  return out;
+}
+
+// An anonymous read-write range between two PROT_NONE guard pages, so that
+// it is a VMA of its own: smaps and numa_maps show it alone.
+struct Isolated {
+  explicit Isolated(size_t pages) : map((pages + 2) * kPage, PROT_NONE) {
+    if (map.get() != nullptr &&
+        ::mprotect(map.get() + kPage, pages * kPage, PROT_READ | PROT_WRITE) == 0)
+      ptr = map.get() + kPage;
+  }
+  Mapping map;
+  char* ptr = nullptr;
+};
+
+// THP is on for MADV_HUGEPAGE regions.
+bool thp_for_madvise() {
+  auto mode = read_file("/sys/kernel/mm/transparent_hugepage/enabled").value_or("");
+  return mode.find("[always]") != std::string::npos || mode.find("[madvise]") != std::string::npos;
 }
 
 class Migrate : public testing::TestWithParam<Device>, protected MigrateCalls {
@@ -170,18 +304,142 @@ TEST_P(Migrate, Malloc) {
   std::free(raw);
 }
 
-// A THP-backed range is split and moves page by page.
+// A THP-backed range (checked in smaps) is split and moves page by page:
+// every page becomes a device entry in pagemap, and none stays huge.
 TEST_P(Migrate, TransparentHugePage) {
   const size_t huge = 2UL << 20, n = huge / kPage;
   Aligned a(huge, huge);
   ASSERT_EQ(madvise(a.ptr, huge, MADV_HUGEPAGE), 0);
   fill(a.ptr, n, 7);
+  if (thp_for_madvise()) {
+    EXPECT_EQ(smaps_fields(slurp("/proc/self/smaps"), a.ptr)["AnonHugePages"], huge >> 10);
+  }
   std::vector<uint8_t> st;
   ASSERT_EQ(to_dev(a.ptr, huge, &st), 0);
   EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED), n);
+  auto pm = pagemap(a.ptr, n);
+  ASSERT_EQ(pm.size(), n);
+  for (size_t i = 0; i < n; i++) ASSERT_EQ(pm[i] & (kPmPresent | kPmSwap), kPmSwap) << "page " << i;
+  EXPECT_EQ(smaps_fields(slurp("/proc/self/smaps"), a.ptr)["AnonHugePages"], 0u);
   ASSERT_EQ(to_sys(a.ptr, huge, &st), 0);
   EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED), n);
   EXPECT_EQ(first_bad(a.ptr, n, 7), -1);
+}
+
+// pagemap shows device-resident pages as non-present swap entries of type
+// SWP_DEVICE_WRITE whose offset is a pfn of this device's VRAM (6.12
+// pte_to_pagemap_entry: is_swap_pte, is_pfn_swap_entry), read-only ones as
+// SWP_DEVICE_READ after mprotect; the other pages stay present, and all are
+// present again, with their data, after moving back.
+TEST_P(Migrate, PagemapDeviceEntries) {
+  const size_t n = 16, from = 4, to = 12;
+  Mapping m(n * kPage);
+  ASSERT_NE(m.get(), nullptr);
+  fill(m.get(), n, 30);
+  std::vector<uint8_t> st;
+  ASSERT_EQ(to_dev(m.get() + from * kPage, (to - from) * kPage, &st), 0);
+  ASSERT_EQ(count(st, HMMGPU_PAGE_MIGRATED), to - from);
+  auto vram = iomem(GetParam().node);
+  if (shows_pfns()) {
+    ASSERT_FALSE(vram.empty()) << "no /proc/iomem region named " << GetParam().node;
+  }
+  auto resident = [&](size_t i) { return i >= from && i < to; };
+
+  auto pm = pagemap(m.get(), n);
+  ASSERT_EQ(pm.size(), n);
+  for (size_t i = 0; i < n; i++) {
+    std::ostringstream what;
+    what << "page " << i << " pagemap 0x" << std::hex << pm[i];
+    SCOPED_TRACE(what.str());
+    if (resident(i)) {
+      EXPECT_EQ(pm[i] & kPmPresent, 0u);
+      EXPECT_NE(pm[i] & kPmSwap, 0u);
+      EXPECT_EQ(pm[i] & kPmFile, 0u);       // an anonymous folio
+      EXPECT_EQ(pm[i] & kPmExclusive, 0u);  // reported for present pages only
+      if (shows_pfns()) {
+        EXPECT_EQ(swap_type(pm[i]), kSwpDeviceWrite);
+        EXPECT_TRUE(in_ranges(vram, swap_pfn(pm[i]) * kPage));
+      }
+    } else {
+      EXPECT_NE(pm[i] & kPmPresent, 0u);
+      EXPECT_EQ(pm[i] & kPmSwap, 0u);
+      EXPECT_NE(pm[i] & kPmExclusive, 0u);
+      if (shows_pfns()) {
+        EXPECT_FALSE(in_ranges(vram, present_pfn(pm[i]) * kPage));
+      }
+    }
+  }
+
+  // mprotect makes the writable device entries readable ones (mm/mprotect.c
+  // change_pte_range: make_readable_device_private_entry), same pfn.
+  ASSERT_EQ(mprotect(m.get(), m.size(), PROT_READ), 0);
+  auto ro = pagemap(m.get(), n);
+  ASSERT_EQ(ro.size(), n);
+  for (size_t i = from; i < to; i++) {
+    EXPECT_EQ(ro[i] & (kPmPresent | kPmSwap), kPmSwap) << "page " << i;
+    if (shows_pfns()) {
+      EXPECT_EQ(swap_type(ro[i]), kSwpDeviceRead) << "page " << i;
+      EXPECT_EQ(swap_pfn(ro[i]), swap_pfn(pm[i])) << "page " << i;
+    }
+  }
+  ASSERT_EQ(mprotect(m.get(), m.size(), PROT_READ | PROT_WRITE), 0);
+
+  ASSERT_EQ(to_sys(m.get(), m.size(), &st), 0);
+  for (size_t i = 0; i < n; i++)
+    EXPECT_EQ(st[i], resident(i) ? HMMGPU_PAGE_MIGRATED : HMMGPU_PAGE_RESIDENT) << "page " << i;
+  auto back = pagemap(m.get(), n);
+  ASSERT_EQ(back.size(), n);
+  for (size_t i = 0; i < n; i++) {
+    EXPECT_EQ(back[i] & (kPmPresent | kPmSwap), kPmPresent) << "page " << i;
+    if (shows_pfns()) {
+      EXPECT_FALSE(in_ranges(vram, present_pfn(back[i]) * kPage)) << "page " << i;
+    }
+  }
+  EXPECT_EQ(first_bad(m.get(), n, 30), -1);
+}
+
+// smaps, smaps_rollup and numa_maps read fine with device-resident pages.
+// smaps counts them in Rss, Pss and Anonymous, never in Swap (6.12
+// smaps_pte_entry: a device-private entry is "fake-present" and goes through
+// smaps_account); numa_maps leaves them out (can_gather_numa_stats takes
+// present ptes only). Reading moves nothing back.
+TEST_P(Migrate, ProcSmapsWithResidentPages) {
+  const size_t n = 64, moved = 24;
+  const uint64_t kb = n * kPage >> 10;
+  Isolated r(n);
+  ASSERT_NE(r.ptr, nullptr);
+  fill(r.ptr, n, 31);
+  auto before = smaps_fields(slurp("/proc/self/smaps"), r.ptr);
+  ASSERT_EQ(before["Rss"], kb);
+  ASSERT_EQ(before["Anonymous"], kb);
+  ASSERT_EQ(numa_maps_fields(r.ptr)["anon"], n);
+
+  std::vector<uint8_t> st;
+  ASSERT_EQ(to_dev(r.ptr, moved * kPage, &st), 0);
+  ASSERT_EQ(count(st, HMMGPU_PAGE_MIGRATED), moved);
+  auto during = smaps_fields(slurp("/proc/self/smaps"), r.ptr);
+  EXPECT_EQ(during["Rss"], kb);
+  EXPECT_EQ(during["Pss"], kb);
+  EXPECT_EQ(during["Anonymous"], kb);
+  EXPECT_EQ(during["Private_Clean"] + during["Private_Dirty"], kb);
+  EXPECT_EQ(during["Swap"], 0u);
+  EXPECT_EQ(during["SwapPss"], 0u);
+  auto rollup = smaps_fields(slurp("/proc/self/smaps_rollup"), nullptr);
+  EXPECT_GE(rollup["Rss"], kb);
+  EXPECT_GE(rollup["Anonymous"], kb);
+  EXPECT_GE(rollup["Pss_Anon"], kb);  // in smaps_rollup only
+  auto numa = numa_maps_fields(r.ptr);
+  EXPECT_EQ(numa["found"], 1u);
+  EXPECT_EQ(numa["anon"], n - moved);
+
+  ASSERT_EQ(to_sys(r.ptr, n * kPage, &st), 0);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED, 0, moved), moved);  // still on the device
+  EXPECT_EQ(count(st, HMMGPU_PAGE_RESIDENT, moved, n), n - moved);
+  auto after = smaps_fields(slurp("/proc/self/smaps"), r.ptr);
+  EXPECT_EQ(after["Rss"], kb);
+  EXPECT_EQ(after["Anonymous"], kb);
+  EXPECT_EQ(numa_maps_fields(r.ptr)["anon"], n);
+  EXPECT_EQ(first_bad(r.ptr, n, 31), -1);
 }
 
 // In a private file mapping, written pages move; page-cache pages report FILE.
