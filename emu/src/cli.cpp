@@ -13,6 +13,7 @@ namespace {
 
 constexpr uint32_t kMaxGpus = 16;
 constexpr uint32_t kMaxVectors = 64;
+constexpr uint32_t kMaxContexts = 4096;
 constexpr uint64_t kVramAlign = 2ULL << 20;
 
 std::optional<uint64_t> parse_number(const std::string& text) {
@@ -68,6 +69,8 @@ const std::map<std::string, Setter>& valued_options() {
       {"--vram", size_setter(&Config::vram_size)},
       {"--gpus", u32_setter(&Config::gpus, 1, kMaxGpus)},
       {"--channels", u32_setter(&Config::channels, 0, regs::kMaxQueues - 1)},
+      {"--compute", u32_setter(&Config::compute, 0, regs::kMaxQueues - 1)},
+      {"--contexts", u32_setter(&Config::contexts, 1, kMaxContexts)},
       {"--vectors", u32_setter(&Config::vectors, 1, kMaxVectors)},
       {"--control",
        [](Config& c, const std::string& a) {
@@ -91,8 +94,13 @@ std::optional<std::string> validate(const Config& config) {
   if (config.vram_size % kVramAlign != 0) {
     return "--vram must be a multiple of 2M";
   }
-  if (config.vectors < 1 + config.channels) {
-    return "--vectors must be at least 1 + --channels";
+  // Each at most 31, so the sums cannot overflow.
+  if (1 + config.channels + config.compute > regs::kMaxQueues) {
+    return "--channels + --compute must be at most 31 (NUM_QUEUES is at most 32)";
+  }
+  if (config.vectors < 2 + config.channels + config.compute) {
+    return "--vectors must be at least 2 + --channels + --compute (one per queue, and the fault "
+           "vector)";
   }
   return std::nullopt;
 }
@@ -177,8 +185,12 @@ const char* usage() {
          "  --gpus N                  number of GPUs (default 2, at most 16)\n"
          "  --vram SIZE               VRAM per GPU, a multiple of 2M (default 256M)\n"
          "  --channels N              copy-engine channels per GPU (default 2, at most 31)\n"
-         "  --vectors V               MSI-X vectors, >= 1 + channels (default 8, at most 64);\n"
-         "                            must equal the vectors= property given to QEMU\n"
+         "  --compute N               compute queues per GPU (default 2; channels + compute\n"
+         "                            at most 31)\n"
+         "  --contexts N              MMU contexts (address spaces) per GPU (default 64,\n"
+         "                            1 to 4096)\n"
+         "  --vectors V               MSI-X vectors, >= 2 + channels + compute (default 8,\n"
+         "                            at most 64); must equal the vectors= property given to QEMU\n"
          "  --verbose                 debug prints on stderr\n"
          "  --crash-after-doorbells N fault injection: abort() on the N-th doorbell (any GPU)\n"
          "  --control FILE            fault injection and device loss: execute the commands\n"

@@ -48,6 +48,8 @@ Emulator::Emulator(const Config& config)
       GpuConfig gpu{.index = i,
                     .vram_size = config_.vram_size,
                     .channels = config_.channels,
+                    .compute = config_.compute,
+                    .contexts = config_.contexts,
                     .vectors = config_.vectors,
                     .socket_path = config_.socket_dir + "/gpu" + std::to_string(i) + ".sock"};
       gpus_.push_back(std::make_unique<Gpu>(

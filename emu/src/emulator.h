@@ -24,6 +24,8 @@ struct Config {
   uint32_t gpus = 2;
   uint64_t vram_size = 256ULL << 20;
   uint32_t channels = 2;
+  uint32_t compute = 2;    // compute queues per GPU (SPEC 4.7)
+  uint32_t contexts = 64;  // MMU contexts per GPU (SPEC 4.5)
   uint32_t vectors = 8;
   bool verbose = false;
   uint64_t crash_after_doorbells = 0;  // 0: never
@@ -50,6 +52,8 @@ class Emulator {
   [[nodiscard]] const std::string& socket_path(size_t gpu) const {
     return gpus_.at(gpu)->socket_path();
   }
+  // The GPU itself, for tests' seams (Gpu::set_wave_hook).
+  [[nodiscard]] Gpu& gpu(size_t index) { return *gpus_.at(index); }
 
  private:
   void count_doorbells(uint64_t rings);

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <shared_mutex>
 #include <system_error>
 
 #include "log.h"
@@ -61,6 +62,8 @@ void send_msg(int sock, int64_t value, int fd) {
   }
 }
 
+}  // namespace
+
 const char* status_name(DescStatus status) {
   switch (status) {
     case DescStatus::kOk:
@@ -70,11 +73,11 @@ const char* status_name(DescStatus status) {
     case DescStatus::kBadFlags:
       return "reserved flag set";
     case DescStatus::kBadArg:
-      return "unused argument not zero";
+      return "argument out of range, or unused argument not zero";
     case DescStatus::kBadAlign:
       return "misaligned address";
     case DescStatus::kBadAddress:
-      return "address outside guest RAM";
+      return "address outside guest RAM, or VA not below 2^48";
     case DescStatus::kBadVram:
       return "range outside VRAM";
     case DescStatus::kBadPeer:
@@ -83,11 +86,16 @@ const char* status_name(DescStatus status) {
       return "source and destination overlap";
     case DescStatus::kInjected:
       return "injected copy failure";
+    case DescStatus::kBadContext:
+      return "bad or unbound context";
+    case DescStatus::kBadPte:
+      return "reserved bit in a page-table entry";
+    case DescStatus::kMmuFault:
+      return "stalled launch cancelled";
   }
   return "?";
 }
 
-// Checks what every opcode shares: reserved flags, and that arguments past `used_args` are zero.
 DescStatus check_common(const Descriptor& desc, size_t used_args) {
   if ((desc.flags & ~regs::kFlagsValidMask) != 0) {
     return DescStatus::kBadFlags;
@@ -99,8 +107,6 @@ DescStatus check_common(const Descriptor& desc, size_t used_args) {
   }
   return DescStatus::kOk;
 }
-
-}  // namespace
 
 // ---- SharedPage ----
 
@@ -139,7 +145,14 @@ Gpu::Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell, PeerLo
       vram_(vram_fd_.get(), config_.vram_size),
       stop_fd_(make_eventfd()),
       peers_(std::move(peers)),
-      queues_(num_queues()) {
+      queues_(num_queues()),
+      roots_(config_.contexts),
+      stalls_(num_queues()) {
+  if (num_queues() > regs::kMaxQueues || config_.vectors < num_queues() + 1 ||
+      config_.contexts == 0) {
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "bad GPU configuration: queues, vectors or contexts");
+  }
   for (uint32_t v = 0; v < config_.vectors; ++v) {
     doorbell_fds_.push_back(make_eventfd());
   }
@@ -159,6 +172,11 @@ Gpu::~Gpu() {
 }
 
 void Gpu::stop() {
+  {
+    const std::scoped_lock lock(mmu_mutex_);
+    stopping_ = true;
+  }
+  stall_cv_.notify_all();
   signal_eventfd(stop_fd_.get());
   for (std::jthread& thread : threads_) {
     if (thread.joinable()) {
@@ -170,7 +188,9 @@ void Gpu::stop() {
 void Gpu::init_identification() {
   std::memcpy(page_.at(regs::reg::kSignature), regs::kSignature.data(), regs::kSignature.size());
   page_.store32(regs::reg::kVersion, regs::kVersion, std::memory_order_relaxed);
-  page_.store32(regs::reg::kCaps, regs::kCapsImplemented, std::memory_order_relaxed);
+  page_.store32(regs::reg::kCaps,
+                regs::kCapsAlways | (config_.compute != 0 ? regs::kCapCompute : 0),
+                std::memory_order_relaxed);
   page_.store64(regs::reg::kVramSize, config_.vram_size, std::memory_order_relaxed);
   page_.store32(regs::reg::kNumQueues, num_queues(), std::memory_order_relaxed);
   page_.store32(regs::reg::kNumVectors, config_.vectors, std::memory_order_relaxed);
@@ -179,6 +199,9 @@ void Gpu::init_identification() {
   page_.store32(regs::reg::kShmSize, regs::kShmSize, std::memory_order_relaxed);
   page_.store32(regs::reg::kDeviceIndex, config_.index, std::memory_order_relaxed);
   page_.store32(regs::reg::kDmaBits, regs::kDmaBits, std::memory_order_relaxed);
+  page_.store32(regs::reg::kNumCompute, config_.compute, std::memory_order_relaxed);
+  page_.store32(regs::reg::kNumContexts, config_.contexts, std::memory_order_relaxed);
+  page_.store32(regs::reg::kFaultVector, fault_vector(), std::memory_order_relaxed);
   const std::string name = "hmmgpu-emu gpu" + std::to_string(config_.index);
   std::memcpy(page_.at(regs::reg::kName), name.c_str(),
               std::min<size_t>(name.size(), regs::reg::kNameSize - 1));
@@ -193,8 +216,9 @@ void Gpu::init_identification() {
 }
 
 // SPEC section 6. Caller holds exec_mutex_ exclusively (or no thread runs yet), so no engine is
-// inside a descriptor.
+// inside a descriptor or a wave.
 void Gpu::reset_locked(bool clear_control) {
+  reset_mmu_locked();  // discards launches (with queues_ below), unbinds, empties the TLB
   for (uint32_t q = 0; q < num_queues(); ++q) {
     queues_.at(q) = QueueState{};
     page_.store32(regs::queue_reg(q, regs::qreg::kHead), 0, std::memory_order_relaxed);
@@ -312,55 +336,75 @@ void Gpu::disconnect_client() {
 // ---- engine threads ----
 
 void Gpu::engine_loop(uint32_t queue) {
-  const int doorbell = doorbell_fds_.at(queue).get();
-  bool was_hung = false;
+  // Run the queue without waiting for a doorbell: work published while the GPU was hung, or while
+  // a launch was stalled, may have had its doorbell consumed before.
+  bool pending = false;
   while (true) {
     if (hung()) {
       // SPEC 8.1: execute nothing and leave the doorbells pending until unhang.
-      was_hung = true;
+      pending = true;
       pollfd stop{.fd = stop_fd_.get(), .events = POLLIN, .revents = 0};
       if (::poll(&stop, 1, kHungPollMs) > 0) {
         return;
       }
       continue;
     }
-    if (was_hung) {
-      // Resume where we stopped: work published while hung (or cut short by the hang) may have
-      // had its doorbell consumed before the hang.
-      was_hung = false;
-      if (queue == 0) {
-        handle_control();
+    if (stalled(queue)) {
+      // SPEC 4.8: the queue does not advance until a replay, cancel, unbind or reset.
+      if (!wait_unstalled(queue)) {
+        return;
       }
-      was_hung = !run_queue(queue);
+      pending = true;
       continue;
     }
-    std::array<pollfd, 2> fds{{{.fd = stop_fd_.get(), .events = POLLIN, .revents = 0},
-                               {.fd = doorbell, .events = POLLIN, .revents = 0}}};
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
-      continue;  // EINTR
+    if (!pending) {
+      const Wake wake = wait_doorbell(queue);
+      if (wake == Wake::kStop) {
+        return;
+      }
+      if (wake == Wake::kAgain) {
+        continue;
+      }
     }
-    if (fds[0].revents != 0) {
-      return;
-    }
-    if (hung()) {
-      continue;  // the ring stays pending
-    }
-    // Consume the rings before looking at HEAD, so a ring arriving later wakes us again.
-    const uint64_t rings = drain_eventfd(doorbell);
-    if (rings == 0) {
-      continue;
-    }
-    log::debug("gpu%u: doorbell %u", config_.index, queue);
-    on_doorbell_(rings);
     if (queue == 0) {
       handle_control();
     }
-    was_hung = !run_queue(queue);
+    pending = run_queue(queue) != Step::kIdle;  // kHung, kStalled: come back
   }
+}
+
+Gpu::Wake Gpu::wait_doorbell(uint32_t queue) {
+  const int doorbell = doorbell_fds_.at(queue).get();
+  std::array<pollfd, 2> fds{{{.fd = stop_fd_.get(), .events = POLLIN, .revents = 0},
+                             {.fd = doorbell, .events = POLLIN, .revents = 0}}};
+  if (::poll(fds.data(), fds.size(), -1) < 0) {
+    return Wake::kAgain;  // EINTR
+  }
+  if (fds[0].revents != 0) {
+    return Wake::kStop;
+  }
+  if (hung()) {
+    return Wake::kAgain;  // the ring stays pending
+  }
+  // Consume the rings before looking at HEAD, so a ring arriving later wakes us again.
+  const uint64_t rings = drain_eventfd(doorbell);
+  if (rings == 0) {
+    return Wake::kAgain;
+  }
+  log::debug("gpu%u: doorbell %u", config_.index, queue);
+  on_doorbell_(rings);
+  return Wake::kRun;
 }
 
 // SPEC section 3.3.
 void Gpu::handle_control() {
+  {
+    // Most queue-0 doorbells carry no request: look first without waiting for every engine's step.
+    const std::shared_lock lock(exec_mutex_);
+    if (page_.load32(regs::reg::kControlSeq, std::memory_order_relaxed) == control_ack_) {
+      return;
+    }
+  }
   const std::unique_lock lock(exec_mutex_);
   // Acquire: pairs with the driver's barrier between writing CONTROL and CONTROL_SEQ.
   const uint32_t seq = page_.load32(regs::reg::kControlSeq, std::memory_order_acquire);
@@ -379,16 +423,17 @@ void Gpu::handle_control() {
   page_.store32(regs::reg::kControlAck, seq, std::memory_order_release);
 }
 
-bool Gpu::run_queue(uint32_t queue) {
+Gpu::Step Gpu::run_queue(uint32_t queue) {
   Step step = Step::kMore;
   while ((step = step_queue(queue)) == Step::kMore) {
   }
-  return step != Step::kHung;
+  return step;
 }
 
-// Executes the next published descriptor of `queue`: kMore when it did, kIdle when there is none
-// or the device is halted, kHung when the GPU is hung (SPEC 8.1). Holds exec_mutex_ shared for
-// one descriptor, so a reset waits at most for that.
+// Executes the next published descriptor of `queue`, or the next wave of its launch: kMore when it
+// did, kIdle when there is nothing to do or the device is halted, kHung when the GPU is hung
+// (SPEC 8.1), kStalled when the launch stalled on faults (SPEC 4.8). Holds exec_mutex_ shared for
+// one descriptor or wave, so a reset waits at most for that.
 Gpu::Step Gpu::step_queue(uint32_t queue) {
   const std::shared_lock lock(exec_mutex_);
   if (hung()) {
@@ -396,6 +441,9 @@ Gpu::Step Gpu::step_queue(uint32_t queue) {
   }
   if (halted_.load(std::memory_order_relaxed)) {
     return Step::kIdle;
+  }
+  if (queues_.at(queue).launch) {
+    return run_wave(queue);
   }
   // Acquire: pairs with the driver's write barrier, so the descriptors before HEAD are visible.
   const uint32_t head =
@@ -413,6 +461,10 @@ Gpu::Step Gpu::step_queue(uint32_t queue) {
   const uint32_t slot_off =
       regs::ring_offset(queue) + (tail & (regs::kRingEntries - 1)) * regs::kDescSize;
   const Descriptor desc = read_descriptor(slot_off);
+  if (desc.opcode == regs::kOpLaunch && is_compute(queue)) {
+    start_launch(queue, slot_off, desc);  // completes it when invalid
+    return Step::kMore;
+  }
   const DescStatus status = execute(queue, slot_off, desc);
   if (status == DescStatus::kInjected) {
     log::debug("gpu%u: queue %u descriptor %u: %s", config_.index, queue, tail,
@@ -439,7 +491,8 @@ Descriptor Gpu::read_descriptor(uint32_t slot_off) const {
   return desc;
 }
 
-// SPEC section 4.2: the opcodes, decoded in one place.
+// SPEC section 4.2: the opcodes and the queues that execute them, decoded in one place
+// (OP_LAUNCH on a compute queue is started by step_queue).
 DescStatus Gpu::execute(uint32_t queue, uint32_t slot_off, const Descriptor& desc) {
   switch (desc.opcode) {
     case regs::kOpNop:
@@ -450,8 +503,16 @@ DescStatus Gpu::execute(uint32_t queue, uint32_t slot_off, const Descriptor& des
       return execute_copy(desc);
     case regs::kOpCopyList:
       return execute_copy_list(slot_off, desc);
+    case regs::kOpCtxBind:
+      return queue == 0 ? execute_ctx_bind(desc) : DescStatus::kBadOpcode;
+    case regs::kOpTlbInvalidate:
+      return queue == 0 ? execute_tlb_invalidate(desc) : DescStatus::kBadOpcode;
+    case regs::kOpFaultReplay:
+      return queue == 0 ? execute_fault_replay(desc) : DescStatus::kBadOpcode;
+    case regs::kOpFaultCancel:
+      return queue == 0 ? execute_fault_cancel(desc) : DescStatus::kBadOpcode;
     default:
-      return DescStatus::kBadOpcode;
+      return DescStatus::kBadOpcode;  // OP_LAUNCH outside the compute queues included
   }
 }
 

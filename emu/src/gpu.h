@@ -1,20 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
-// One emulated hmmgpu device: its BAR2 shared memory, VRAM, ivshmem server socket and the engine
-// threads that execute its queues (SPEC sections 2-6).
+// One emulated hmmgpu device: its BAR2 shared memory, VRAM, ivshmem server socket, the engine
+// threads that execute its queues (SPEC sections 2-6), and its MMU, compute engines and fault
+// buffer (SPEC 4.5-4.8, in gpu_mmu.cpp).
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
-#include <shared_mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "compute.h"
 #include "guest_ram.h"
+#include "mmu.h"
 #include "os.h"
 #include "regs.h"
+#include "sync.h"
 
 namespace hmmgpu {
 
@@ -22,9 +27,15 @@ struct GpuConfig {
   uint32_t index = 0;
   uint64_t vram_size = 0;
   uint32_t channels = 0;
-  uint32_t vectors = 0;
+  uint32_t compute = 0;   // compute queues (SPEC 4.7)
+  uint32_t contexts = 1;  // MMU contexts (SPEC 4.5)
+  uint32_t vectors = 0;   // at least num_queues() + 1 (the fault vector)
   std::string socket_path;
 };
+
+// Test seam: called by a compute engine with its queue index after it has translated a wave and
+// before it accesses memory, while it holds the wave's translations (SPEC 4.6). May block.
+using WaveHook = std::function<void(uint32_t queue)>;
 
 // Called by an engine with the number of doorbell rings it has just consumed.
 using DoorbellHook = std::function<void(uint64_t rings)>;
@@ -63,10 +74,30 @@ struct Descriptor {
   std::array<uint64_t, regs::kDescArgs> args{};
 };
 
+// An OP_LAUNCH between its validation and its completion (SPEC 4.7). Owned by its queue's engine,
+// except while stalled (Gpu::Stall).
+struct LaunchState {
+  Descriptor desc;
+  uint32_t slot_off = 0;
+  uint32_t context = 0;
+  const KernelInfo* kernel = nullptr;
+  uint64_t count = 0;
+  uint64_t va0 = 0;
+  uint64_t va1 = 0;
+  uint32_t scalar = 0;
+  uint64_t done = 0;  // elements performed: whole waves
+  KernelAccumulator acc;
+};
+
+// The name of a descriptor status, for logs.
+[[nodiscard]] const char* status_name(regs::DescStatus status);
+// Checks what every opcode shares: reserved flags, and that arguments past `used_args` are zero.
+[[nodiscard]] regs::DescStatus check_common(const Descriptor& desc, size_t used_args);
+
 class Gpu {
  public:
   // Creates the shared memory, VRAM and listening socket and starts the threads. Throws
-  // std::system_error on host failures.
+  // std::system_error on host failures and on a configuration the SPEC does not allow.
   Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell, PeerLookup peers = {});
   Gpu(const Gpu&) = delete;
   Gpu& operator=(const Gpu&) = delete;
@@ -78,8 +109,17 @@ class Gpu {
   void stop();
 
   [[nodiscard]] const std::string& socket_path() const { return config_.socket_path; }
-  [[nodiscard]] uint32_t num_queues() const { return 1 + config_.channels; }
+  [[nodiscard]] uint32_t num_queues() const { return 1 + config_.channels + config_.compute; }
   [[nodiscard]] uint32_t index() const { return config_.index; }
+  [[nodiscard]] uint32_t fault_vector() const { return num_queues(); }
+  [[nodiscard]] bool is_compute(uint32_t queue) const {
+    return queue > config_.channels && queue < num_queues();
+  }
+
+  // See WaveHook; an empty function removes it. Thread-safe.
+  void set_wave_hook(WaveHook hook);
+  // TLB entries of `context` for VA pages [first_vpn, end_vpn) (test checks); thread-safe.
+  [[nodiscard]] size_t tlb_entries(uint32_t context, uint64_t first_vpn, uint64_t end_vpn) const;
 
   // Host pointer to VRAM bytes [offset, offset + len), or nullptr when the range is empty or not
   // inside VRAM. The mapping never changes, so peers use it without any lock.
@@ -96,9 +136,38 @@ class Gpu {
   [[nodiscard]] bool vram_fault(uint64_t offset, uint64_t len) const;
 
  private:
+  using Launch = LaunchState;
   struct QueueState {
     uint32_t tail = 0;
     uint32_t errors = 0;
+    std::optional<Launch> launch;
+  };
+  // A launch stalled on faults (SPEC 4.8), guarded by mmu_mutex_. While `stalled` is set, the
+  // queue's QueueState belongs to whoever holds mmu_mutex_ (a cancel completes the launch from the
+  // control queue's engine); the engine touches it again only after seeing `stalled` clear.
+  struct Stall {
+    bool stalled = false;
+    uint32_t context = 0;
+    uint64_t id = 0;              // the STALL of its fault entries
+    std::vector<uint64_t> pages;  // the stalled wave's faulting page VAs, ascending
+  };
+  // One page of a wave: its VA page, whether the wave writes it, and its translation.
+  struct WavePage {
+    uint64_t vpn = 0;
+    bool write = false;
+    Translation translation;
+  };
+  // One faulting page of a wave, as its fault-buffer entry names it.
+  struct PageFault {
+    uint64_t va = 0;
+    uint8_t access = 0;
+    uint8_t type = 0;
+  };
+  // What translating one page gave: a translation, a fault (fault_type) or an error (status).
+  struct PageResult {
+    regs::DescStatus status = regs::DescStatus::kOk;
+    std::optional<uint8_t> fault_type;
+    Translation translation;
   };
 
   void init_identification();
@@ -113,10 +182,14 @@ class Gpu {
 
   // Engine threads: queue q waits on doorbell vector q.
   void engine_loop(uint32_t queue);
+  enum class Wake { kRun, kStop, kAgain };
+  // Waits for the queue's doorbell and consumes it: kRun when rung, kStop when the GPU stops,
+  // kAgain when there is nothing to do yet (interrupted, spurious, or the GPU hung meanwhile).
+  Wake wait_doorbell(uint32_t queue);
   void handle_control();
-  enum class Step { kMore, kIdle, kHung };
-  // Runs the queue until it is empty; false when it stopped because the GPU is hung.
-  bool run_queue(uint32_t queue);
+  enum class Step { kMore, kIdle, kHung, kStalled };
+  // Runs the queue until it is empty (kIdle), the GPU is hung (kHung) or a launch stalls.
+  Step run_queue(uint32_t queue);
   Step step_queue(uint32_t queue);
   [[nodiscard]] Descriptor read_descriptor(uint32_t slot_off) const;
   [[nodiscard]] regs::DescStatus execute(uint32_t queue, uint32_t slot_off, const Descriptor& desc);
@@ -140,6 +213,41 @@ class Gpu {
   void complete(uint32_t queue, uint32_t slot_off, const Descriptor& desc, regs::DescStatus status);
   void raise_irq_locked(uint32_t vector) const;
 
+  // MMU control opcodes (SPEC 4.5, 4.6, 4.8), queue 0; gpu_mmu.cpp.
+  [[nodiscard]] regs::DescStatus execute_ctx_bind(const Descriptor& desc);
+  [[nodiscard]] regs::DescStatus execute_tlb_invalidate(const Descriptor& desc);
+  [[nodiscard]] regs::DescStatus execute_fault_replay(const Descriptor& desc);
+  [[nodiscard]] regs::DescStatus execute_fault_cancel(const Descriptor& desc);
+  // Cancels the stalled launch of `queue` with ST_MMU_FAULT and ARG5 = `va`. Caller holds
+  // exec_mutex_ (shared) and mmu_mutex_, and has seen the queue's Stall set.
+  void cancel_stalled_locked(uint32_t queue, uint64_t va);
+  void reset_mmu_locked();
+
+  // Compute engine (SPEC 4.7); gpu_mmu.cpp. start_launch validates an OP_LAUNCH and makes it the
+  // queue's launch, or completes it with its error; run_wave executes the launch's next wave.
+  void start_launch(uint32_t queue, uint32_t slot_off, const Descriptor& desc);
+  [[nodiscard]] regs::DescStatus check_launch(const Descriptor& desc, Launch& launch,
+                                              uint64_t& fail_va);
+  Step run_wave(uint32_t queue);
+  // The pages of elements [begin, end) of the launch, ascending, one per VA page (SPEC 4.7).
+  [[nodiscard]] static std::vector<WavePage> wave_pages(const Launch& launch, uint64_t begin,
+                                                        uint64_t end);
+  // Performs elements [begin, end) through the wave's translated pages.
+  static void perform_wave(Launch& launch, const std::vector<WavePage>& pages, uint64_t begin,
+                           uint64_t end);
+  void finish_launch(uint32_t queue, regs::DescStatus status, uint64_t arg5);
+  [[nodiscard]] PageResult translate_page(uint32_t context, uint64_t root, uint64_t vpn,
+                                          bool write);
+  [[nodiscard]] regs::DescStatus resolve_leaf(uint64_t leaf, Translation& out) const;
+  // Reports a stalled wave's faults (SPEC 4.8 steps 1-3). Caller holds exec_mutex_ (shared) and
+  // mmu_mutex_.
+  void report_faults_locked(uint32_t queue, uint32_t context, const std::vector<PageFault>& faults);
+  void write_fault_entry_locked(uint32_t queue, uint32_t context, uint64_t stall, uint64_t va,
+                                uint8_t access, uint8_t type);
+  // Waits until the queue's launch is no longer stalled; false when the GPU stops.
+  [[nodiscard]] bool wait_unstalled(uint32_t queue);
+  [[nodiscard]] bool stalled(uint32_t queue) const;
+
   GpuConfig config_;
   const GuestRam& ram_;
   DoorbellHook on_doorbell_;
@@ -161,14 +269,37 @@ class Gpu {
   mutable std::mutex fault_mutex_;
   std::vector<std::pair<uint64_t, uint64_t>> vram_faults_;  // [start, end), guarded by it
   std::atomic<bool> hung_{false};
+  std::atomic<bool> has_wave_hook_{false};  // wave_hook_ (below) is set
 
-  // Shared: an engine executing one descriptor. Exclusive: reset, control requests, swapping the
-  // client's interrupt eventfds. Guards everything below.
-  mutable std::shared_mutex exec_mutex_;
+  // Shared: an engine executing one descriptor, or one wave of a launch. Exclusive: reset, control
+  // requests, swapping the client's interrupt eventfds. Guards everything below. Writer-first, so
+  // a control request waits only for the steps in progress, however busy the engines are.
+  mutable WriterFirstSharedMutex exec_mutex_;
   std::vector<UniqueFd> irq_fds_;
   std::vector<QueueState> queues_;
   uint32_t control_ack_ = 0;
   std::atomic<bool> halted_{false};
+  bool stopping_ = false;  // stop() has begun; guarded by mmu_mutex_ (here to save padding)
+
+  // The MMU (SPEC 4.5-4.8). Lock order: exec_mutex_, then gate_, then mmu_mutex_ (a leaf: held
+  // for bookkeeping only, never while waiting for anything but the stall condition).
+  // Shared: one compute wave (translate, then access); exclusive: OP_CTX_BIND and
+  // OP_TLB_INVALIDATE dropping TLB entries, so they complete only after every wave that may have
+  // used a dropped translation. Writer-first, so waves back to back cannot starve them.
+  WriterFirstSharedMutex gate_;
+  mutable std::mutex mmu_mutex_;
+  std::condition_variable stall_cv_;  // a Stall cleared, or stopping_
+  std::vector<uint64_t> roots_;       // per context, 0 = unbound; guarded by mmu_mutex_
+  Tlb tlb_;                           // guarded by mmu_mutex_
+  std::vector<Stall> stalls_;         // per queue; guarded by mmu_mutex_
+  uint64_t replay_gen_ = 0;           // OP_FAULT_REPLAYs executed; guarded by mmu_mutex_
+  uint64_t stall_seq_ = 0;            // the last STALL number given; guarded by mmu_mutex_
+  uint32_t fault_put_ = 0;            // the device's copies of the RO fault registers,
+  uint32_t fault_dropped_ = 0;        // guarded by mmu_mutex_
+  uint32_t fault_status_ = 0;
+  uint32_t fault_stalled_ = 0;
+  mutable std::mutex hook_mutex_;
+  WaveHook wave_hook_;  // guarded by hook_mutex_
 
   std::vector<std::jthread> threads_;  // last: joined before anything above is destroyed
 };

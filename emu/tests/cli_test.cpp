@@ -51,17 +51,22 @@ TEST(Cli, DefaultsAndOptions) {
   EXPECT_EQ(d.gpus, 2U);
   EXPECT_EQ(d.vram_size, 256ULL << 20);
   EXPECT_EQ(d.channels, 2U);
+  EXPECT_EQ(d.compute, 2U);
+  EXPECT_EQ(d.contexts, 64U);
   EXPECT_EQ(d.vectors, 8U);
   EXPECT_FALSE(d.verbose);
   EXPECT_EQ(d.crash_after_doorbells, 0U);
-  const CliResult all = parse({"--gpus", "3", "--vram", "64M", "--channels", "4", "--vectors", "5",
-                               "--verbose", "--crash-after-doorbells", "7"});
+  const CliResult all =
+      parse({"--gpus", "3", "--vram", "64M", "--channels", "4", "--compute", "1", "--contexts",
+             "4096", "--vectors", "7", "--verbose", "--crash-after-doorbells", "7"});
   ASSERT_TRUE(std::holds_alternative<Config>(all));
   const auto& c = std::get<Config>(all);
   EXPECT_EQ(c.gpus, 3U);
   EXPECT_EQ(c.vram_size, 64ULL << 20);
   EXPECT_EQ(c.channels, 4U);
-  EXPECT_EQ(c.vectors, 5U);
+  EXPECT_EQ(c.compute, 1U);
+  EXPECT_EQ(c.contexts, 4096U);
+  EXPECT_EQ(c.vectors, 7U);
   EXPECT_TRUE(c.verbose);
   EXPECT_EQ(c.crash_after_doorbells, 7U);
   EXPECT_EQ(c.guest_ram_size, 1ULL << 30);
@@ -113,6 +118,33 @@ TEST(Cli, Errors) {
   }
   EXPECT_TRUE(std::holds_alternative<CliError>(parse_cli({"--socket-dir", "/tmp"})));
   EXPECT_TRUE(std::holds_alternative<CliHelp>(parse_cli({"--help"})));
+}
+
+// SPEC 8 (1.2): the vectors cover every queue and FAULT_VECTOR; the defaults need 6 of the 8.
+TEST(Cli, VectorsCoverQueuesAndFaultVector) {
+  EXPECT_TRUE(std::holds_alternative<Config>(parse({"--vectors", "6"})));
+  EXPECT_TRUE(std::holds_alternative<Config>(
+      parse({"--channels", "0", "--compute", "0", "--vectors", "2"})));
+  EXPECT_TRUE(std::holds_alternative<Config>(
+      parse({"--channels", "15", "--compute", "16", "--vectors", "33"})));  // 32 queues
+  const CliResult small = parse({"--compute", "3", "--vectors", "6"});
+  ASSERT_TRUE(std::holds_alternative<CliError>(small));
+  EXPECT_NE(std::get<CliError>(small).message.find("fault vector"), std::string::npos);
+  const CliResult many = parse({"--channels", "16", "--compute", "16", "--vectors", "64"});
+  ASSERT_TRUE(std::holds_alternative<CliError>(many));
+  EXPECT_NE(std::get<CliError>(many).message.find("at most 31"), std::string::npos);
+  for (const std::vector<std::string>& extra :
+       std::vector<std::vector<std::string>>{{"--vectors", "5"},  // 2 + 2 + 2 needed
+                                             {"--compute", "5"},  // 1 + 2 + 5 + 1 > 8
+                                             {"--compute", "32", "--vectors", "64"},
+                                             {"--compute", "-1"},
+                                             {"--compute", "x"},
+                                             {"--contexts", "0"},
+                                             {"--contexts", "4097"}}) {
+    EXPECT_TRUE(std::holds_alternative<CliError>(parse(extra))) << extra[0] << " " << extra[1];
+  }
+  EXPECT_NE(std::string(usage()).find("--compute N"), std::string::npos);
+  EXPECT_NE(std::string(usage()).find("--contexts N"), std::string::npos);
 }
 
 // A running hmmgpu-emu child with its stdout on a pipe.
@@ -245,6 +277,10 @@ TEST_F(CliProcessTest, BadCommandLineExits2) {
   EXPECT_TRUE(exited_with(bad.wait(), 2));
   Child unknown(args({"--frobnicate"}));
   EXPECT_TRUE(exited_with(unknown.wait(), 2));
+  Child few_vectors(args({"--compute", "4"}));  // needs 2 + 2 + 4 = 8 vectors: fits exactly
+  EXPECT_EQ(few_vectors.read_line(), "ready\n");
+  Child too_few(args({"--compute", "5"}));  // needs 9 vectors, 8 by default
+  EXPECT_TRUE(exited_with(too_few.wait(), 2));
   Child help({"--help"});
   EXPECT_NE(help.read_line().find("usage"), std::string::npos);
   EXPECT_TRUE(exited_with(help.wait(), 0));

@@ -22,6 +22,7 @@ constexpr uint64_t kRamSize = 3ULL << 30;  // above 2816 MiB: exercises the q35 
 constexpr uint64_t kGiB = 1ULL << 30;
 constexpr uint32_t kGpus = 2;
 constexpr uint32_t kChannels = 2;
+constexpr uint32_t kCompute = 2;  // the TestRig default
 constexpr uint32_t kVectors = 8;
 constexpr uint64_t kVram = 4ULL << 20;
 
@@ -80,7 +81,7 @@ TEST(RegisterLayout, MatchesSpec) {
   static_assert(regs::queue_reg(0, regs::qreg::kVector) == 0x11c);
   static_assert(regs::desc::kStatus == 4 && regs::desc::kSeqno == 8 && regs::desc::kArg0 == 16);
   static_assert(st(DescStatus::kBadAddress) == 5 && static_cast<int>(FatalError::kBadControl) == 2);
-  static_assert(regs::kVersion == 0x00010001 && regs::kCapCopy == 4);
+  static_assert(regs::kVersion == 0x00010002 && regs::kCapCopy == 4);
   static_assert(regs::kOpCopy == 2 && regs::kOpCopyList == 3);
   static_assert(st(DescStatus::kBadVram) == 6 && st(DescStatus::kBadPeer) == 7);
   static_assert(st(DescStatus::kOverlap) == 8 && st(DescStatus::kInjected) == 9);
@@ -110,10 +111,10 @@ TEST_F(DeviceTest, IdentificationRegistersPerGpu) {
       std::memcpy(sig.data() + i, &word, 4);
     }
     EXPECT_EQ(std::memcmp(sig.data(), "HMMGPU\0\0", 8), 0);
-    EXPECT_EQ(q->reg32(regs::reg::kVersion), 0x00010001U);
-    EXPECT_EQ(q->reg32(regs::reg::kCaps), 0x7U);  // NOP, WRITE64, COPY
+    EXPECT_EQ(q->reg32(regs::reg::kVersion), 0x00010002U);
+    EXPECT_EQ(q->reg32(regs::reg::kCaps), 0x3fU);  // NOP, WRITE64, COPY, MMU, COMPUTE, FAULT
     EXPECT_EQ(q->reg64(regs::reg::kVramSize), kVram);
-    EXPECT_EQ(q->reg32(regs::reg::kNumQueues), 1 + kChannels);
+    EXPECT_EQ(q->reg32(regs::reg::kNumQueues), 1 + kChannels + kCompute);
     EXPECT_EQ(q->reg32(regs::reg::kNumVectors), kVectors);
     EXPECT_EQ(q->reg32(regs::reg::kDoorbellPeer), 0U);
     EXPECT_EQ(q->reg32(regs::reg::kNumChannels), kChannels);
@@ -125,7 +126,7 @@ TEST_F(DeviceTest, IdentificationRegistersPerGpu) {
       std::memcpy(name.data() + i, &word, 4);
     }
     EXPECT_EQ(std::string(name.data()), "hmmgpu-emu gpu" + std::to_string(gpu));
-    for (uint32_t queue = 0; queue < 1 + kChannels; ++queue) {
+    for (uint32_t queue = 0; queue < 1 + kChannels + kCompute; ++queue) {
       EXPECT_EQ(q->qreg32(queue, regs::qreg::kRingOffset) % 64, 0U);
       const uint32_t entries = q->qreg32(queue, regs::qreg::kRingEntries);
       EXPECT_TRUE(entries != 0 && (entries & (entries - 1)) == 0);

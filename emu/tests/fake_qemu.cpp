@@ -66,6 +66,32 @@ Desc copy_list(uint64_t seqno, uint64_t list, uint64_t count, uint64_t block, ui
               .args = {list, count, block, apertures, 0, 0}};
 }
 
+Desc ctx_bind(uint64_t seqno, uint64_t context, uint64_t root) {
+  return Desc{.opcode = regs::kOpCtxBind, .flags = 0, .seqno = seqno, .args = {context, root}};
+}
+
+Desc tlb_invalidate(uint64_t seqno, uint64_t context, uint64_t va, uint64_t len) {
+  return Desc{
+      .opcode = regs::kOpTlbInvalidate, .flags = 0, .seqno = seqno, .args = {context, va, len}};
+}
+
+Desc fault_replay(uint64_t seqno) {
+  return Desc{.opcode = regs::kOpFaultReplay, .flags = 0, .seqno = seqno, .args = {}};
+}
+
+Desc fault_cancel(uint64_t seqno, uint64_t context, uint64_t va, uint64_t mode) {
+  return Desc{
+      .opcode = regs::kOpFaultCancel, .flags = 0, .seqno = seqno, .args = {context, va, mode}};
+}
+
+Desc launch(uint64_t seqno, uint32_t context, uint32_t kernel, uint64_t count, uint64_t va0,
+            uint64_t va1, uint64_t scalar, uint16_t flags) {
+  return Desc{.opcode = regs::kOpLaunch,
+              .flags = flags,
+              .seqno = seqno,
+              .args = {regs::launch::arg0(context, kernel), count, va0, va1, scalar, 0}};
+}
+
 UniqueFd FakeQemu::connect_raw(const std::string& socket_path) {
   UniqueFd sock(check_sys(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
   sockaddr_un addr{};
@@ -147,6 +173,9 @@ uint64_t FakeQemu::reg64(uint32_t off) const {
 }
 void FakeQemu::set_reg32(uint32_t off, uint32_t value) const {
   page_.store32(off, value, std::memory_order_release);
+}
+void FakeQemu::set_reg64(uint32_t off, uint64_t value) const {
+  page_.store64(off, value, std::memory_order_release);
 }
 uint32_t FakeQemu::qreg32(uint32_t queue, uint32_t field) const {
   return reg32(regs::queue_reg(queue, field));
@@ -239,6 +268,8 @@ TestRig::TestRig(const Options& options) {
                       .gpus = options.gpus,
                       .vram_size = options.vram_size,
                       .channels = options.channels,
+                      .compute = options.compute,
+                      .contexts = options.contexts,
                       .vectors = options.vectors,
                       .verbose = false,
                       .crash_after_doorbells = 0,

@@ -40,6 +40,13 @@ Desc copy(uint64_t seqno, uint64_t src, uint64_t dst, uint64_t len, uint64_t ape
           uint16_t flags = 0);
 Desc copy_list(uint64_t seqno, uint64_t list, uint64_t count, uint64_t block, uint64_t apertures,
                uint16_t flags = 0);
+// SPEC 4.5-4.8: the MMU opcodes of queue 0, and OP_LAUNCH of the compute queues.
+Desc ctx_bind(uint64_t seqno, uint64_t context, uint64_t root);
+Desc tlb_invalidate(uint64_t seqno, uint64_t context, uint64_t va, uint64_t len);
+Desc fault_replay(uint64_t seqno);
+Desc fault_cancel(uint64_t seqno, uint64_t context, uint64_t va, uint64_t mode);
+Desc launch(uint64_t seqno, uint32_t context, uint32_t kernel, uint64_t count, uint64_t va0,
+            uint64_t va1 = 0, uint64_t scalar = 0, uint16_t flags = 0);
 
 class FakeQemu {
  public:
@@ -56,6 +63,7 @@ class FakeQemu {
   [[nodiscard]] uint32_t reg32(uint32_t off) const;
   [[nodiscard]] uint64_t reg64(uint32_t off) const;
   void set_reg32(uint32_t off, uint32_t value) const;
+  void set_reg64(uint32_t off, uint64_t value) const;
   [[nodiscard]] uint32_t qreg32(uint32_t queue, uint32_t field) const;
   [[nodiscard]] uint64_t fence(uint32_t queue) const;
   [[nodiscard]] size_t shm_size() const { return shm_.size(); }
@@ -78,6 +86,8 @@ class FakeQemu {
   [[nodiscard]] bool wait_tail(uint32_t queue, uint32_t tail, int timeout_ms = kWaitMs) const;
   // Polls until a 32-bit register equals `value`; false after `timeout_ms`.
   [[nodiscard]] bool wait_reg32(uint32_t off, uint32_t value, int timeout_ms = kWaitMs) const;
+  // HEAD as this client last published it.
+  [[nodiscard]] uint32_t head(uint32_t queue) const { return heads_.at(queue); }
   // A control request (SPEC section 3.3); true when acknowledged in time.
   [[nodiscard]] bool control(uint32_t bits);
 
@@ -106,6 +116,8 @@ class TestRig {
     uint32_t channels = 0;
     uint32_t vectors = 0;
     bool control_file = false;  // serve DIR/control (created by the device)
+    uint32_t compute = 2;       // SPEC 1.2 defaults
+    uint32_t contexts = 64;
   };
   // Throws std::system_error when the directory, file or emulator cannot be set up.
   explicit TestRig(const Options& options);
