@@ -57,6 +57,9 @@ static void hmmgpu_device_counters(struct hmmgpu_device *hdev,
 	c->copy_batches = atomic64_read(&s->copy_batches);
 	c->copy_errors = atomic64_read(&s->copy_errors);
 	c->vram_alloc_failures = atomic64_read(&s->vram_alloc_failures);
+	c->device_faults = atomic64_read(&s->faults);
+	c->fault_replays = atomic64_read(&s->fault_replays);
+	c->fault_cancels = atomic64_read(&s->fault_cancels);
 
 	/* Without channels, copies run on queue 0. */
 	if (!hdev->num_channels) {
@@ -116,6 +119,9 @@ static int hmmgpu_counters_show(struct seq_file *m, void *unused)
 	seq_printf(m, "copy_batches %llu\n", c.copy_batches);
 	seq_printf(m, "copy_errors %llu\n", c.copy_errors);
 	seq_printf(m, "vram_alloc_failures %llu\n", c.vram_alloc_failures);
+	seq_printf(m, "device_faults %llu\n", c.device_faults);
+	seq_printf(m, "fault_replays %llu\n", c.fault_replays);
+	seq_printf(m, "fault_cancels %llu\n", c.fault_cancels);
 	seq_printf(m, "num_channels %u\n", c.num_channels);
 	for (i = 0; i < c.num_channels; i++)
 		seq_printf(m, "channel%u_busy_ns %llu\n", i,

@@ -49,7 +49,7 @@
  *		struct hmmgpu_device *hdev;
  *		int ret;
  *
- *		hdev = hmmgpu_device_alloc(dev, &foo_ops, foo->channels);
+ *		hdev = hmmgpu_device_alloc(dev, &foo_ops, foo->channels, 0);
  *		if (IS_ERR(hdev))
  *			return PTR_ERR(hdev);
  *		// before anything that may call hmmgpu_queue_signal()
@@ -270,6 +270,10 @@ static int hmmgpu_ioctl_get_info(struct hmmgpu_file *hfile,
 	info.num_queues = hdev->num_queues;
 	info.index = hdev->minor;
 	strscpy(info.name, hdev->name);
+	if (hdev->caps & HMMGPU_CAP_COMPUTE) {
+		info.num_streams = hdev->num_compute;
+		info.num_contexts = hdev->num_contexts;
+	}
 
 	if (copy_to_user(uarg, &info, sizeof(info)))
 		return -EFAULT;
@@ -330,6 +334,12 @@ static long hmmgpu_ioctl(struct file *file, unsigned int cmd,
 	case HMMGPU_IOCTL_GET_COUNTERS:
 		fn = hmmgpu_ioctl_get_counters;
 		break;
+	case HMMGPU_IOCTL_LAUNCH:
+		fn = hmmgpu_ioctl_launch;
+		break;
+	case HMMGPU_IOCTL_WAIT:
+		fn = hmmgpu_ioctl_wait;
+		break;
 	default:
 		return -ENOTTY;
 	}
@@ -356,6 +366,8 @@ static int hmmgpu_open(struct inode *inode, struct file *file)
 		return -ENOMEM;
 	get_device(&hdev->dev);
 	hfile->hdev = hdev;
+	mutex_init(&hfile->lock);
+	INIT_LIST_HEAD(&hfile->launches);
 	mmgrab(current->mm);
 	hfile->mm = current->mm;
 	file->private_data = hfile;
@@ -365,7 +377,11 @@ static int hmmgpu_open(struct inode *inode, struct file *file)
 static int hmmgpu_release(struct inode *inode, struct file *file)
 {
 	struct hmmgpu_file *hfile = file->private_data;
+	struct hmmgpu_device *hdev = hfile->hdev;
 
+	down_read(&hdev->unplug_lock);
+	hmmgpu_launch_release(hfile);
+	up_read(&hdev->unplug_lock);
 	mmdrop(hfile->mm);
 	put_device(&hfile->hdev->dev);
 	kfree(hfile);
@@ -387,6 +403,9 @@ static void hmmgpu_device_release(struct device *dev)
 	struct hmmgpu_device *hdev = to_hmmgpu_device(dev);
 	unsigned int i;
 
+	/* A fault interrupt may have queued the worker after unregister. */
+	cancel_work_sync(&hdev->fault_work);
+	xa_destroy(&hdev->contexts);
 	for (i = 0; i < hdev->num_queues; i++)
 		mutex_destroy(&hmmgpu_queue_get(hdev, i)->lock);
 	ida_free(&hmmgpu_ida, hdev->minor);
@@ -409,6 +428,12 @@ static bool hmmgpu_caps_valid(struct hmmgpu_device *hdev)
 	for (i = 0; i < hdev->num_queues; i++)
 		if (hdev->queues[i].entries < 2)
 			return false;
+	if ((hdev->caps & HMMGPU_CAP_COMPUTE) &&
+	    (!ops->queue_status || !ops->mmu_alloc || !ops->mmu_free ||
+	     !ops->mmu_prepare ||
+	     !ops->mmu_map || !ops->mmu_unmap || !ops->fault_fetch ||
+	     !hdev->num_compute || !hdev->num_contexts))
+		return false;
 	return !(hdev->caps & HMMGPU_CAP_MIGRATE) ||
 	       (ops->copy_prepare && ops->copy_finish);
 }
@@ -429,8 +454,9 @@ static void hmmgpu_device_init_dev(struct hmmgpu_device *hdev,
  * hmmgpu_device_alloc() - allocate a device for a backend
  * @parent: the backend's device (PCI function, platform device)
  * @ops: the backend's operations; every required member must be set
- * @num_channels: copy-engine channels; the device gets 1 + @num_channels
- *	queues
+ * @num_channels: copy-engine channels
+ * @num_compute: compute queues; the device gets 1 + @num_channels +
+ *	@num_compute queues
  *
  * Context: process context, may sleep.
  * Return: the device, holding one reference for the caller (drop it with
@@ -439,20 +465,23 @@ static void hmmgpu_device_init_dev(struct hmmgpu_device *hdev,
  */
 struct hmmgpu_device *hmmgpu_device_alloc(struct device *parent,
 					  const struct hmmgpu_backend_ops *ops,
-					  unsigned int num_channels)
+					  unsigned int num_channels,
+					  unsigned int num_compute)
 {
 	struct hmmgpu_device *hdev;
 	unsigned int i;
 	int ret;
 
-	if (WARN_ON(!hmmgpu_ops_valid(ops)) || num_channels >= HMMGPU_MAX_QUEUES)
+	if (WARN_ON(!hmmgpu_ops_valid(ops)) ||
+	    1 + num_channels + num_compute > HMMGPU_MAX_QUEUES)
 		return ERR_PTR(-EINVAL);
 
 	hdev = kzalloc(sizeof(*hdev), GFP_KERNEL);
 	if (!hdev)
 		return ERR_PTR(-ENOMEM);
 	hdev->num_channels = num_channels;
-	hdev->num_queues = 1 + num_channels;
+	hdev->num_compute = num_compute;
+	hdev->num_queues = 1 + num_channels + num_compute;
 	hdev->queues = kcalloc(hdev->num_queues, sizeof(*hdev->queues),
 			       GFP_KERNEL);
 	if (!hdev->queues) {
@@ -466,6 +495,8 @@ struct hmmgpu_device *hmmgpu_device_alloc(struct device *parent,
 
 	hdev->ops = ops;
 	init_rwsem(&hdev->unplug_lock);
+	xa_init_flags(&hdev->contexts, XA_FLAGS_ALLOC);
+	INIT_WORK(&hdev->fault_work, hmmgpu_fault_work);
 	atomic_set(&hdev->state, HMMGPU_STATE_READY);
 	for (i = 0; i < hdev->num_queues; i++)
 		hmmgpu_queue_init(&hdev->queues[i], hdev, i);
@@ -547,6 +578,21 @@ int hmmgpu_device_register(struct hmmgpu_device *hdev)
 	return 0;
 }
 
+/* Tear down the address spaces of the files still open. */
+static void hmmgpu_device_destroy_contexts(struct hmmgpu_device *hdev)
+{
+	struct hmmgpu_ctx *ctx;
+	unsigned long index;
+
+	xa_for_each(&hdev->contexts, index, ctx) {
+		ctx = hmmgpu_ctx_get(hdev, index);
+		if (!ctx)
+			continue;
+		hmmgpu_ctx_destroy(ctx);
+		hmmgpu_ctx_put(ctx);
+	}
+}
+
 /**
  * hmmgpu_device_unregister() - detach a device from its backend
  * @hdev: the device
@@ -574,6 +620,8 @@ void hmmgpu_device_unregister(struct hmmgpu_device *hdev)
 	down_write(&hdev->unplug_lock);
 	up_write(&hdev->unplug_lock);
 	/* A job that began before the state changed has ended after this. */
+	cancel_work_sync(&hdev->fault_work);
+	hmmgpu_device_destroy_contexts(hdev);
 	for (i = 0; i < hdev->num_queues; i++)
 		hmmgpu_queue_quiesce(&hdev->queues[i]);
 	hmmgpu_vram_fini(hdev);

@@ -14,6 +14,7 @@
 #include <linux/bitmap.h>
 #include <linux/cdev.h>
 #include <linux/device.h>
+#include <linux/kref.h>
 #include <linux/ktime.h>
 #include <linux/memremap.h>
 #include <linux/mm_types.h>
@@ -22,6 +23,8 @@
 #include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/wait.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
 
 #include <uapi/hmmgpu.h>
 
@@ -31,6 +34,12 @@
 /* VRAM is populated with struct pages in chunks of this size. */
 #define HMMGPU_CHUNK_SIZE	SZ_2M
 #define HMMGPU_CHUNK_PAGES	(HMMGPU_CHUNK_SIZE >> PAGE_SHIFT)
+/* Device virtual addresses (= process addresses) are below 2^48. */
+#define HMMGPU_VA_BITS		48
+/* Each MMU notifier of a device address space covers an aligned region. */
+#define HMMGPU_REGION_SHIFT	21
+#define HMMGPU_REGION_SIZE	BIT(HMMGPU_REGION_SHIFT)
+#define HMMGPU_REGION_PAGES	(HMMGPU_REGION_SIZE >> PAGE_SHIFT)
 /* At most this many pages per copy command (one OP_COPY_LIST). */
 #define HMMGPU_COPY_MAX_PAGES	4096
 
@@ -62,10 +71,93 @@ enum hmmgpu_state {
  * enum hmmgpu_cmd_op - backend-neutral command operations
  * @HMMGPU_CMD_NOP: completes without doing anything
  * @HMMGPU_CMD_COPY: copy the pages of &hmmgpu_cmd.copy
+ * @HMMGPU_CMD_LAUNCH: run the kernel of &hmmgpu_cmd.launch (compute queues
+ *	only); its result is read with &hmmgpu_backend_ops.queue_status
+ * @HMMGPU_CMD_CTX_BIND: bind context &hmmgpu_cmd.ctx.index to the page
+ *	table root &hmmgpu_cmd.ctx.root, or unbind it when the root is 0
+ *	(queue 0 only); completes once no engine uses the old translations
+ * @HMMGPU_CMD_TLB_INVALIDATE: drop the translations of
+ *	&hmmgpu_cmd.inval (queue 0 only); completes once no engine uses them
+ * @HMMGPU_CMD_FAULT_REPLAY: every launch stalled on a fault retries
+ *	(queue 0 only)
+ * @HMMGPU_CMD_FAULT_CANCEL: the stalled launches of &hmmgpu_cmd.cancel
+ *	fail (queue 0 only)
  */
 enum hmmgpu_cmd_op {
 	HMMGPU_CMD_NOP,
 	HMMGPU_CMD_COPY,
+	HMMGPU_CMD_LAUNCH,
+	HMMGPU_CMD_CTX_BIND,
+	HMMGPU_CMD_TLB_INVALIDATE,
+	HMMGPU_CMD_FAULT_REPLAY,
+	HMMGPU_CMD_FAULT_CANCEL,
+};
+
+/**
+ * struct hmmgpu_launch_args - a kernel launch as the hardware takes it
+ * @ctx: context index
+ * @kernel: enum hmmgpu_kernel (uapi)
+ * @count: elements
+ * @va0: address of operand x
+ * @va1: address of operand y, or 0
+ * @scalar: the scalar, or 0
+ */
+struct hmmgpu_launch_args {
+	u32 ctx;
+	u32 kernel;
+	u64 count;
+	u64 va0;
+	u64 va1;
+	u64 scalar;
+};
+
+/**
+ * enum hmmgpu_aperture - where a device page table entry points
+ * @HMMGPU_PTE_SYSMEM: a system page, by its DMA address
+ * @HMMGPU_PTE_VRAM: a page of the device's own VRAM, by its offset
+ * @HMMGPU_PTE_PEER: a page of a peer device's VRAM, by its offset
+ */
+enum hmmgpu_aperture {
+	HMMGPU_PTE_SYSMEM,
+	HMMGPU_PTE_VRAM,
+	HMMGPU_PTE_PEER,
+};
+
+/**
+ * struct hmmgpu_pte - a backend-neutral device mapping of one page
+ * @aperture: enum hmmgpu_aperture
+ * @write: the device may write the page
+ * @peer: the peer's hardware index (&hmmgpu_device.peer_index) with
+ *	%HMMGPU_PTE_PEER
+ * @addr: DMA address or VRAM offset of the page
+ */
+struct hmmgpu_pte {
+	u8 aperture;
+	bool write;
+	u16 peer;
+	u64 addr;
+};
+
+/**
+ * struct hmmgpu_fault - one replayable fault as the hardware reported it
+ * @va: the faulting page
+ * @ctx: context index
+ * @write: the access was a write
+ * @protection: the page was mapped, but read-only (else not mapped)
+ * @engine: the queue of the faulting launch
+ * @timestamp: device time in ns
+ * @stall: which stall of the launch reported it (a launch stalls anew each
+ *	time it faults after a replay), for %HMMGPU_CMD_FAULT_CANCEL; 0 when
+ *	the hardware cannot tell
+ */
+struct hmmgpu_fault {
+	u64 va;
+	u32 ctx;
+	bool write;
+	bool protection;
+	u16 engine;
+	u64 timestamp;
+	u64 stall;
 };
 
 /**
@@ -128,12 +220,39 @@ struct hmmgpu_copy_op {
  *	assigned by the core, strictly increasing per queue
  * @copy: for %HMMGPU_CMD_COPY, the copy, prepared by
  *	&hmmgpu_backend_ops.copy_prepare
+ * @launch: for %HMMGPU_CMD_LAUNCH
+ * @ctx: for %HMMGPU_CMD_CTX_BIND: @ctx.index, @ctx.root (from
+ *	&hmmgpu_backend_ops.mmu_alloc, 0 to unbind)
+ * @inval: for %HMMGPU_CMD_TLB_INVALIDATE: context @inval.ctx, pages
+ *	[@inval.start, @inval.end); @inval.end = 0 for the whole context
+ * @cancel: for %HMMGPU_CMD_FAULT_CANCEL: context @cancel.ctx, the launch
+ *	still stalled on @cancel.stall (&hmmgpu_fault.stall) with page
+ *	@cancel.va, or with @cancel.stall = 0 the launches stalled on that
+ *	page, or all of the context's with @cancel.all
  */
 struct hmmgpu_cmd {
 	enum hmmgpu_cmd_op op;
 	u32 flags;
 	u64 seqno;
-	struct hmmgpu_copy *copy;
+	union {
+		struct hmmgpu_copy *copy;
+		const struct hmmgpu_launch_args *launch;
+		struct {
+			u32 index;
+			u64 root;
+		} ctx;
+		struct {
+			u32 ctx;
+			u64 start;
+			u64 end;
+		} inval;
+		struct {
+			u32 ctx;
+			bool all;
+			u64 va;
+			u64 stall;
+		} cancel;
+	};
 };
 
 /**
@@ -147,7 +266,8 @@ struct hmmgpu_cmd {
  *	&hmmgpu_queue.job_lock)
  * @submit_time: when the job's first doorbell was rung
  * @complete_time: when the completion of @last_seqno was signalled
- * @err: -EIO once a command of the job is known to have failed
+ * @err: the error of the first command of the job known to have failed
+ * @value: the result word of the last command (queue_status)
  * @kicked: @submit_time is valid
  */
 struct hmmgpu_job {
@@ -158,6 +278,7 @@ struct hmmgpu_job {
 	ktime_t submit_time;
 	ktime_t complete_time;
 	int err;
+	u64 value;
 	bool kicked;
 };
 
@@ -216,6 +337,9 @@ struct hmmgpu_queue {
  * @copy_batches: hmmgpu_device_copy_submit() calls
  * @copy_errors: pages that hmmgpu_device_copy_wait() reported not copied
  * @vram_alloc_failures: hmmgpu_vram_alloc_page() calls that returned NULL
+ * @faults: device faults fetched from the hardware
+ * @fault_replays: replays the fault worker submitted
+ * @fault_cancels: faulting pages whose launches were cancelled
  *
  * Updated lock-free where the events happen and read by
  * hmmgpu_device_counters(); a migration counts on the device that owns the
@@ -229,6 +353,9 @@ struct hmmgpu_stats {
 	atomic64_t copy_batches;
 	atomic64_t copy_errors;
 	atomic64_t vram_alloc_failures;
+	atomic64_t faults;
+	atomic64_t fault_replays;
+	atomic64_t fault_cancels;
 };
 
 /**
@@ -248,10 +375,14 @@ struct hmmgpu_stats {
  *	Called in any context, including hard IRQ, with or without @q->lock.
  *	(required)
  * @queue_status: return 0 when the command of @q numbered @seqno
- *	completed without error, -EIO when it completed with an error. Called
- *	once the fence of @q has reached @seqno and before the core lets the
- *	command's ring slot be reused, with or without @q->lock; may not
- *	sleep. (optional: without it commands never fail)
+ *	completed without error, else an error: -EFAULT for a launch
+ *	cancelled after a device page fault, -EINVAL for a command the
+ *	hardware rejected as malformed, -EIO for any other failure. For a
+ *	%HMMGPU_CMD_LAUNCH also store the hardware's result word (the
+ *	kernel's result, or the failing address) in *@value when @value is
+ *	not NULL. Called once the fence of @q has reached @seqno and before
+ *	the core lets the command's ring slot be reused, with or without
+ *	@q->lock; may not sleep. (optional: without it commands never fail)
  * @check: report a fatal device error: 0 while the device runs, -EIO when
  *	it has halted. Called with or without locks; may not sleep. (optional)
  * @alive: tell whether the hardware still responds at all, after a
@@ -281,10 +412,39 @@ struct hmmgpu_stats {
  * @chunk_free: release what @chunk_alloc provided, once no page of the
  *	chunk is in use. Called from process context. (optional, paired
  *	with @chunk_alloc)
+ * @mmu_alloc: allocate the (empty) device page table of a context and
+ *	return its root, the value %HMMGPU_CMD_CTX_BIND takes, in *@root;
+ *	*@priv is the backend's handle of the table. Process context, may
+ *	sleep. Return: 0 or -ENOMEM. (required for %HMMGPU_CAP_COMPUTE)
+ * @mmu_free: free a page table once its context is unbound. (required
+ *	for %HMMGPU_CAP_COMPUTE)
+ * @mmu_prepare: allocate what a map of the @npages pages from @va in the
+ *	page table @priv will need (intermediate tables). Called without the
+ *	context's lock, serialised with @mmu_map of the same table, while
+ *	@mmu_unmap may run; may sleep. Return: 0 or -ENOMEM. (required for
+ *	%HMMGPU_CAP_COMPUTE)
+ * @mmu_map: make the @npages pages from @va map @ptes[0..@npages) in the
+ *	page table @priv. Must only turn unmapped pages into mapped ones or
+ *	add write permission (changes that need no TLB invalidation). Called
+ *	with the context's lock held, which MMU notifiers take in reclaim:
+ *	may not allocate with reclaim or sleep. Return: 0, or -ENOMEM when
+ *	something @mmu_prepare should have allocated is missing (the pages
+ *	mapped so far stay). (required for %HMMGPU_CAP_COMPUTE)
+ * @mmu_unmap: unmap the pages of [@start, @end) in @priv without
+ *	allocating or sleeping (also called from MMU notifiers, in reclaim).
+ *	Return: true when a page was mapped: the core then invalidates the
+ *	range with %HMMGPU_CMD_TLB_INVALIDATE. (required for
+ *	%HMMGPU_CAP_COMPUTE)
+ * @fault_fetch: move up to @max reported faults from the hardware's fault
+ *	buffer into @faults, consuming them. Called from the core's fault
+ *	worker only; may not sleep. Return: the faults moved; *@dropped set
+ *	when the hardware lost faults (they come back after a replay).
+ *	(required for %HMMGPU_CAP_COMPUTE)
  *
  * A backend calls hmmgpu_queue_signal() when a command flagged
- * %HMMGPU_CMD_IRQ completes (from its interrupt handler or worker). The core
- * never calls an op after hmmgpu_device_unregister() has returned.
+ * %HMMGPU_CMD_IRQ completes (from its interrupt handler or worker), and
+ * hmmgpu_fault_signal() when the hardware reports faults. The core never
+ * calls an op after hmmgpu_device_unregister() has returned.
  */
 struct hmmgpu_backend_ops {
 	const char *name;
@@ -294,7 +454,7 @@ struct hmmgpu_backend_ops {
 			    const struct hmmgpu_cmd *cmd);
 	void (*queue_kick)(struct hmmgpu_queue *q);
 	u64 (*queue_fence)(struct hmmgpu_queue *q);
-	int (*queue_status)(struct hmmgpu_queue *q, u64 seqno);
+	int (*queue_status)(struct hmmgpu_queue *q, u64 seqno, u64 *value);
 	int (*check)(struct hmmgpu_device *hdev);
 	bool (*alive)(struct hmmgpu_device *hdev);
 	int (*copy_prepare)(struct hmmgpu_queue *q, struct hmmgpu_copy *copy);
@@ -302,6 +462,17 @@ struct hmmgpu_backend_ops {
 			    int err);
 	int (*chunk_alloc)(struct hmmgpu_device *hdev, unsigned int index);
 	void (*chunk_free)(struct hmmgpu_device *hdev, unsigned int index);
+	int (*mmu_alloc)(struct hmmgpu_device *hdev, void **priv, u64 *root);
+	void (*mmu_free)(struct hmmgpu_device *hdev, void *priv);
+	int (*mmu_prepare)(struct hmmgpu_device *hdev, void *priv, u64 va,
+			   unsigned int npages);
+	int (*mmu_map)(struct hmmgpu_device *hdev, void *priv, u64 va,
+		       const struct hmmgpu_pte *ptes, unsigned int npages);
+	bool (*mmu_unmap)(struct hmmgpu_device *hdev, void *priv, u64 start,
+			  u64 end);
+	unsigned int (*fault_fetch)(struct hmmgpu_device *hdev,
+				    struct hmmgpu_fault *faults,
+				    unsigned int max, bool *dropped);
 };
 
 /**
@@ -321,13 +492,20 @@ struct hmmgpu_backend_ops {
  * @caps: HMMGPU_CAP_* bits
  * @vram_size: bytes of device memory
  * @num_channels: copy-engine channels, queues 1..@num_channels
- * @num_queues: 1 + @num_channels
+ * @num_compute: compute queues, those after the channels
+ * @num_contexts: device address spaces (with %HMMGPU_CAP_COMPUTE)
+ * @peer_index: the device's index among its peers, the value a peer's
+ *	%HMMGPU_PTE_PEER mapping names it by
+ * @num_queues: 1 + @num_channels + @num_compute
  * @nop_ns: NOP round trip measured when the device was registered
  * @queues: @num_queues queues
  * @copy_rr: picks the channel of the next single-channel copy
  * @vram: the VRAM allocator, for a device with %HMMGPU_CAP_MIGRATE; set
  *	up by hmmgpu_device_register()
  * @stats: event counters (HMMGPU_IOCTL_GET_COUNTERS, debugfs)
+ * @contexts: the device address spaces by hardware context index (an
+ *	allocating xarray), with %HMMGPU_CAP_COMPUTE
+ * @fault_work: services the faults the hardware reports
  * @debugfs: the device's debugfs directory hmmgpu/hmmgpuN, or NULL or an
  *	error pointer when there is none
  *
@@ -350,6 +528,9 @@ struct hmmgpu_device {
 	u32 caps;
 	u64 vram_size;
 	unsigned int num_channels;
+	unsigned int num_compute;
+	unsigned int num_contexts;
+	unsigned int peer_index;
 	unsigned int num_queues;
 	u64 nop_ns;
 	struct hmmgpu_queue *queues;
@@ -357,6 +538,38 @@ struct hmmgpu_device {
 	struct hmmgpu_vram *vram;
 	struct hmmgpu_stats stats;
 	struct dentry *debugfs;
+	struct xarray contexts;
+	struct work_struct fault_work;
+};
+
+/**
+ * struct hmmgpu_ctx - a device address space mirroring a process
+ * @hdev: the device
+ * @mm: the process's address space (mmgrab()bed)
+ * @index: the hardware context
+ * @pt: the backend's page table
+ * @root: its root, as bound to @index
+ * @ref: references: the file's and the fault worker's
+ * @regions_lock: see DOC: Locking in hmmgpu_mirror.c; protects @regions
+ *	and @dead
+ * @regions: the notifiers by region index
+ * @dead: torn down (hmmgpu_ctx_destroy())
+ * @lock: protects the page table and @dma (taken by the notifiers)
+ * @dma: the DMA address (xa value, in pages) of each mapped system page,
+ *	by page index
+ */
+struct hmmgpu_ctx {
+	struct hmmgpu_device *hdev;
+	struct mm_struct *mm;
+	u32 index;
+	void *pt;
+	u64 root;
+	struct kref ref;
+	struct mutex regions_lock;	/* see above */
+	struct xarray regions;
+	bool dead;
+	struct mutex lock;		/* see above */
+	struct xarray dma;
 };
 
 /**
@@ -364,10 +577,18 @@ struct hmmgpu_device {
  * @hdev: the device; the file holds a reference
  * @mm: the address space of the opener (mmgrab()bed), the only one the
  *	file acts on
+ * @lock: protects @ctx and @launches
+ * @ctx: the device address space, created by the first launch
+ * @launches: launches not yet waited for (&struct hmmgpu_launch_rec)
+ * @nlaunches: entries of @launches
  */
 struct hmmgpu_file {
 	struct hmmgpu_device *hdev;
 	struct mm_struct *mm;
+	struct mutex lock;		/* see above */
+	struct hmmgpu_ctx *ctx;
+	struct list_head launches;
+	unsigned int nlaunches;
 };
 
 static inline struct hmmgpu_device *to_hmmgpu_device(struct device *dev)
@@ -394,13 +615,15 @@ extern unsigned int hmmgpu_sysram_devices;
 extern unsigned int hmmgpu_sysram_vram_mb;
 extern unsigned int hmmgpu_sysram_channels;
 extern unsigned int hmmgpu_fault_around_pages;
+extern bool hmmgpu_fault_migrate;
 
 /* hmmgpu_device.c */
 int hmmgpu_core_init(void);
 void hmmgpu_core_exit(void);
 struct hmmgpu_device *hmmgpu_device_alloc(struct device *parent,
 					  const struct hmmgpu_backend_ops *ops,
-					  unsigned int num_channels);
+					  unsigned int num_channels,
+					  unsigned int num_compute);
 void hmmgpu_device_put(struct hmmgpu_device *hdev);
 int hmmgpu_device_register(struct hmmgpu_device *hdev);
 void hmmgpu_device_unregister(struct hmmgpu_device *hdev);
@@ -423,12 +646,36 @@ void hmmgpu_queue_signal(struct hmmgpu_queue *q);
 int hmmgpu_queue_nop(struct hmmgpu_queue *q, unsigned int count,
 		     u64 *elapsed_ns);
 void hmmgpu_queue_quiesce(struct hmmgpu_queue *q);
+int hmmgpu_queue_submit(struct hmmgpu_queue *q, struct hmmgpu_cmd *cmd,
+			struct hmmgpu_job *job);
+int hmmgpu_queue_poll(struct hmmgpu_queue *q, struct hmmgpu_job *job,
+		      unsigned long timeout, int *status, u64 *value);
+void hmmgpu_queue_release(struct hmmgpu_queue *q, struct hmmgpu_job *job);
+int hmmgpu_queue_exec(struct hmmgpu_queue *q, struct hmmgpu_cmd *cmd);
 void hmmgpu_device_copy_submit(struct hmmgpu_device *hdev,
 			       enum hmmgpu_copy_dir dir, struct page **sys,
 			       const u64 *vram, unsigned int npages,
 			       struct hmmgpu_copy_op *op);
 int hmmgpu_device_copy_wait(struct hmmgpu_copy_op *op, unsigned long *failed,
 			    unsigned int base);
+
+/* hmmgpu_fault.c */
+void hmmgpu_fault_signal(struct hmmgpu_device *hdev);
+void hmmgpu_fault_work(struct work_struct *work);
+
+/* hmmgpu_mirror.c */
+struct hmmgpu_ctx *hmmgpu_ctx_create(struct hmmgpu_device *hdev,
+				     struct mm_struct *mm);
+struct hmmgpu_ctx *hmmgpu_ctx_get(struct hmmgpu_device *hdev, u32 index);
+void hmmgpu_ctx_put(struct hmmgpu_ctx *ctx);
+void hmmgpu_ctx_destroy(struct hmmgpu_ctx *ctx);
+int hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va, unsigned long npages,
+		   bool write);
+
+/* hmmgpu_launch.c */
+int hmmgpu_ioctl_launch(struct hmmgpu_file *hfile, void __user *uarg);
+int hmmgpu_ioctl_wait(struct hmmgpu_file *hfile, void __user *uarg);
+void hmmgpu_launch_release(struct hmmgpu_file *hfile);
 
 /* hmmgpu_vram.c */
 int hmmgpu_vram_init(struct hmmgpu_device *hdev);
@@ -446,6 +693,9 @@ extern void *hmmgpu_pgmap_owner;
 int hmmgpu_ioctl_migrate(struct hmmgpu_file *hfile, void __user *uarg);
 vm_fault_t hmmgpu_migrate_to_ram(struct vm_fault *vmf);
 void hmmgpu_migrate_evict(unsigned long start_pfn, unsigned long npages);
+int hmmgpu_migrate_for_device(struct hmmgpu_device *hdev,
+			      struct mm_struct *mm, unsigned long start,
+			      unsigned long end);
 
 /* hmmgpu_emu.c */
 int hmmgpu_emu_init(void);

@@ -10,12 +10,14 @@
  * shared memory (BAR2) starts with the hmmgpu register page; emu/SPEC.md
  * describes it. Other ivshmem devices are left alone.
  *
- * Probe follows the bring-up sequence of the manual: identify and validate
- * every register before use, map BAR0 (doorbells), enable exactly
- * NUM_VECTORS MSI-X vectors and bus mastering, request one interrupt per
- * queue, reset the device, and hand it to the core, which runs a NOP on
- * queue 0 before /dev/hmmgpuN appears. Everything acquired in probe is
- * device-managed and released in reverse order after remove.
+ * Probe follows the bring-up sequence of the manual (section 7): identify
+ * and validate every register before use (versions 1.1 and 1.2 are
+ * known), map BAR0 (doorbells), enable exactly NUM_VECTORS MSI-X vectors
+ * and bus mastering, allocate the fault buffer, request one interrupt per
+ * queue and FAULT_VECTOR's, reset the device, program the fault buffer, and
+ * hand the device to the core, which runs a NOP on queue 0 before
+ * /dev/hmmgpuN appears. Everything acquired in probe is device-managed and
+ * released in reverse order after remove, which first stops the device.
  *
  * Queue q is submitted to through its ring in BAR2: descriptors are written
  * into free slots, a write barrier orders them before the HEAD store, and
@@ -33,8 +35,24 @@
  * system pages are deliberately leaked, so that a device that wakes up
  * again cannot write into memory the kernel has reused.
  *
+ * A version 1.2 device with compute queues (CAP_MMU, CAP_COMPUTE and
+ * CAP_FAULT) computes: the core's launch, bind, invalidate, replay and
+ * cancel commands become OP_LAUNCH, OP_CTX_BIND, OP_TLB_INVALIDATE,
+ * OP_FAULT_REPLAY and OP_FAULT_CANCEL descriptors; a launch's result (ARG5)
+ * and the errno of a failed descriptor are read from its ring slot. The
+ * page tables are in hmmgpu_emu_mmu.c. Faults arrive in the fault buffer, a
+ * DMA-coherent ring of %HMMGPU_EMU_FAULT_ENTRIES entries that the device
+ * fills from FAULT_PUT; FAULT_VECTOR's interrupt wakes the core's fault
+ * worker, which consumes them with hmmgpu_emu_fault_fetch(). The buffer is
+ * freed only once a reset has taken it from the device (when the device
+ * does not stop, the buffer is leaked like an abandoned copy).
+ *
  * Locking: the core's queue lock serialises every use of a queue's ring
- * and of &hmmgpu_emu_queue.head; the interrupt handler only reads FENCE.
+ * and of &hmmgpu_emu_queue.head; the interrupt handlers only read FENCE
+ * or signal the core. The fault buffer's consumer state
+ * (&hmmgpu_emu_fault_buf.get, &hmmgpu_emu_fault_buf.dropped) is used by
+ * hmmgpu_emu_fault_fetch() only, which the core calls from one fault
+ * worker at a time, and by probe before the device is registered.
  */
 
 #include <linux/dma-mapping.h>
@@ -44,14 +62,19 @@
 #include <linux/iopoll.h>
 #include <linux/kmemleak.h>
 #include <linux/log2.h>
+#include <linux/overflow.h>
 #include <linux/pci.h>
 #include <linux/slab.h>
 
 #include "hmmgpu_drv.h"
+#include "hmmgpu_emu.h"
 #include "hmmgpu_regs.h"
 
 #define HMMGPU_EMU_MAX_RING_ENTRIES	SZ_64K
 #define HMMGPU_EMU_MIN_DMA_BITS		32
+#define HMMGPU_EMU_FAULT_ENTRIES	1024	/* 32 KiB of fault buffer */
+#define HMMGPU_EMU_MAX_CONTEXTS		4096	/* contexts used at most */
+#define HMMGPU_EMU_VA_LIMIT		BIT_ULL(HMMGPU_HW_VA_BITS)
 
 /**
  * struct hmmgpu_emu_ident - identification registers, read once at probe
@@ -65,6 +88,9 @@
  * @shm_size: SHM_SIZE
  * @device_index: DEVICE_INDEX
  * @dma_bits: DMA_BITS
+ * @num_compute: NUM_COMPUTE (version 1.2), else 0
+ * @num_contexts: NUM_CONTEXTS (version 1.2), else 0
+ * @fault_vector: FAULT_VECTOR (version 1.2), else 0
  * @name: NAME
  */
 struct hmmgpu_emu_ident {
@@ -78,6 +104,9 @@ struct hmmgpu_emu_ident {
 	u32 shm_size;
 	u32 device_index;
 	u32 dma_bits;
+	u32 num_compute;
+	u32 num_contexts;
+	u32 fault_vector;
 	char name[HMMGPU_REG_NAME_LEN];
 };
 
@@ -105,12 +134,32 @@ struct hmmgpu_emu_queue {
 };
 
 /**
+ * struct hmmgpu_emu_fault_buf - the replayable-fault buffer (SPEC 3.5)
+ * @ring: %HMMGPU_EMU_FAULT_ENTRIES entries, DMA-coherent; NULL when the
+ *	device does not compute
+ * @dma: the guest physical address of @ring
+ * @get: the entries consumed, free-running: what FAULT_GET was last set to
+ * @dropped: FAULT_DROPPED when it was last read
+ * @enabled: the device has been given @ring since its last reset, and may
+ *	write into it
+ */
+struct hmmgpu_emu_fault_buf {
+	struct hmmgpu_hw_fault *ring;
+	dma_addr_t dma;
+	u32 get;
+	u32 dropped;
+	bool enabled;
+};
+
+/**
  * struct hmmgpu_emu - one emulated GPU
  * @pdev: its PCI function
  * @hdev: its core device
  * @shm: BAR2, SHM_SIZE bytes: register page and rings
  * @ivshmem: BAR0, QEMU's ivshmem registers
  * @id: identification registers
+ * @fault: the fault buffer
+ * @stopped: hmmgpu_emu_stop() ran (remove or shutdown)
  * @num_queues: entries of @queues
  * @queues: the hardware queues
  */
@@ -120,6 +169,8 @@ struct hmmgpu_emu {
 	void __iomem *shm;
 	void __iomem *ivshmem;
 	struct hmmgpu_emu_ident id;
+	struct hmmgpu_emu_fault_buf fault;
+	bool stopped;
 	unsigned int num_queues;
 	struct hmmgpu_emu_queue queues[] __counted_by(num_queues);
 };
@@ -141,6 +192,11 @@ struct hmmgpu_emu_copy {
 static const u16 hmmgpu_emu_opcodes[] = {
 	[HMMGPU_CMD_NOP] = HMMGPU_OP_NOP,
 	[HMMGPU_CMD_COPY] = HMMGPU_OP_COPY_LIST,
+	[HMMGPU_CMD_LAUNCH] = HMMGPU_OP_LAUNCH,
+	[HMMGPU_CMD_CTX_BIND] = HMMGPU_OP_CTX_BIND,
+	[HMMGPU_CMD_TLB_INVALIDATE] = HMMGPU_OP_TLB_INVALIDATE,
+	[HMMGPU_CMD_FAULT_REPLAY] = HMMGPU_OP_FAULT_REPLAY,
+	[HMMGPU_CMD_FAULT_CANCEL] = HMMGPU_OP_FAULT_CANCEL,
 };
 
 static struct hmmgpu_emu_queue *to_emu_queue(struct hmmgpu_queue *q)
@@ -179,6 +235,72 @@ static void hmmgpu_emu_copy_desc(struct hmmgpu_hw_desc *desc,
 	ec->slot = slot;
 }
 
+static void hmmgpu_emu_launch_desc(struct hmmgpu_hw_desc *desc,
+				   const struct hmmgpu_launch_args *launch)
+{
+	desc->arg[0] = cpu_to_le64(launch->ctx |
+				   (u64)launch->kernel << HMMGPU_LAUNCH_KERNEL_SHIFT);
+	desc->arg[1] = cpu_to_le64(launch->count);
+	desc->arg[2] = cpu_to_le64(launch->va0);
+	desc->arg[3] = cpu_to_le64(launch->va1);
+	desc->arg[4] = cpu_to_le64(launch->scalar);
+	/* ARG5 stays 0: the device writes the result there. */
+}
+
+static void hmmgpu_emu_inval_desc(struct hmmgpu_hw_desc *desc,
+				  const struct hmmgpu_cmd *cmd)
+{
+	desc->arg[0] = cpu_to_le64(cmd->inval.ctx);
+	if (!cmd->inval.end)
+		return;	/* VA 0, length 0: the whole context */
+	desc->arg[1] = cpu_to_le64(cmd->inval.start);
+	desc->arg[2] = cpu_to_le64(cmd->inval.end - cmd->inval.start);
+}
+
+static void hmmgpu_emu_cancel_desc(struct hmmgpu_hw_desc *desc,
+				   const struct hmmgpu_cmd *cmd)
+{
+	desc->arg[0] = cpu_to_le64(cmd->cancel.ctx);
+	if (cmd->cancel.all) {
+		desc->arg[2] = cpu_to_le64(HMMGPU_FAULT_CANCEL_ALL);
+		return;
+	}
+	desc->arg[1] = cpu_to_le64(cmd->cancel.va);
+	if (!cmd->cancel.stall) {
+		desc->arg[2] = cpu_to_le64(HMMGPU_FAULT_CANCEL_PAGE);
+		return;
+	}
+	desc->arg[2] = cpu_to_le64(HMMGPU_FAULT_CANCEL_STALL);
+	desc->arg[3] = cpu_to_le64(cmd->cancel.stall);
+}
+
+/* The arguments of @cmd, written into @slot; unused ones stay zero. */
+static void hmmgpu_emu_cmd_desc(struct hmmgpu_hw_desc *desc,
+				const struct hmmgpu_cmd *cmd, u32 slot)
+{
+	switch (cmd->op) {
+	case HMMGPU_CMD_NOP:
+	case HMMGPU_CMD_FAULT_REPLAY:
+		break;
+	case HMMGPU_CMD_COPY:
+		hmmgpu_emu_copy_desc(desc, cmd->copy, slot);
+		break;
+	case HMMGPU_CMD_LAUNCH:
+		hmmgpu_emu_launch_desc(desc, cmd->launch);
+		break;
+	case HMMGPU_CMD_CTX_BIND:
+		desc->arg[0] = cpu_to_le64(cmd->ctx.index);
+		desc->arg[1] = cpu_to_le64(cmd->ctx.root);
+		break;
+	case HMMGPU_CMD_TLB_INVALIDATE:
+		hmmgpu_emu_inval_desc(desc, cmd);
+		break;
+	case HMMGPU_CMD_FAULT_CANCEL:
+		hmmgpu_emu_cancel_desc(desc, cmd);
+		break;
+	}
+}
+
 static void hmmgpu_emu_queue_write(struct hmmgpu_queue *q,
 				   const struct hmmgpu_cmd *cmd)
 {
@@ -192,8 +314,7 @@ static void hmmgpu_emu_queue_write(struct hmmgpu_queue *q,
 	u32 slot = eq->head & (eq->entries - 1);
 
 	lockdep_assert_held(&q->lock);
-	if (cmd->op == HMMGPU_CMD_COPY)
-		hmmgpu_emu_copy_desc(&desc, cmd->copy, slot);
+	hmmgpu_emu_cmd_desc(&desc, cmd, slot);
 	memcpy_toio(eq->ring + slot * sizeof(desc), &desc, sizeof(desc));
 	WRITE_ONCE(eq->seq_off, cmd->seqno - eq->head);
 	eq->head++;
@@ -214,16 +335,99 @@ static u64 hmmgpu_emu_queue_fence(struct hmmgpu_queue *q)
 	return readq(to_emu_queue(q)->regs + HMMGPU_QREG_FENCE);
 }
 
-/* The ring slot still holds the completed descriptor @seqno (SPEC 4.3). */
-static int hmmgpu_emu_queue_status(struct hmmgpu_queue *q, u64 seqno)
+/* Bytes of one element of a kernel (SPEC 4.7), = its VA alignment. */
+static unsigned int hmmgpu_emu_kernel_elem_size(u32 kernel)
+{
+	switch (kernel) {
+	case HMMGPU_KERNEL_COPY:
+	case HMMGPU_KERNEL_CHECKSUM:
+		return 1;
+	case HMMGPU_KERNEL_SUM_U64:
+		return 8;
+	default:
+		return 4;
+	}
+}
+
+static bool hmmgpu_emu_va_range_bad(u64 va, u64 bytes)
+{
+	u64 end;
+
+	return check_add_overflow(va, bytes, &end) || end > HMMGPU_EMU_VA_LIMIT;
+}
+
+/*
+ * An OP_LAUNCH failed with ST_BAD_ADDRESS: either an operand's VA range
+ * passes 2^48 (checked before any access: the caller's arguments), or a
+ * page-table entry names memory outside guest RAM (a driver bug). The
+ * first is the case exactly when a range of the descriptor passes 2^48.
+ */
+static bool hmmgpu_emu_launch_va_bad(void __iomem *desc)
+{
+	u64 arg0 = readq(desc + HMMGPU_DESC_ARG(0));
+	u64 count = readq(desc + HMMGPU_DESC_ARG(1));
+	u32 size = hmmgpu_emu_kernel_elem_size(arg0 >> HMMGPU_LAUNCH_KERNEL_SHIFT);
+	u64 bytes;
+
+	return check_mul_overflow(count, (u64)size, &bytes) ||
+	       hmmgpu_emu_va_range_bad(readq(desc + HMMGPU_DESC_ARG(2)), bytes) ||
+	       hmmgpu_emu_va_range_bad(readq(desc + HMMGPU_DESC_ARG(3)), bytes);
+}
+
+/**
+ * hmmgpu_emu_status_errno() - the errno of a completed descriptor
+ * @desc: the descriptor, in its ring slot
+ * @status: its STATUS
+ * @launch: it is an OP_LAUNCH
+ *
+ * Return: 0 for ST_OK; -EFAULT for a launch cancelled after a replayable
+ * fault; -EINVAL for a descriptor the device rejected as malformed
+ * (its opcode, flags, arguments, alignment, overlapping operands, its
+ * context, a launch VA range past 2^48); -EIO for the rest (a page-table
+ * entry, VRAM or peer the device refused, an injected failure, a status
+ * this driver does not know).
+ */
+static int hmmgpu_emu_status_errno(void __iomem *desc, u32 status, bool launch)
+{
+	switch (status) {
+	case HMMGPU_ST_OK:
+		return 0;
+	case HMMGPU_ST_MMU_FAULT:
+		return -EFAULT;
+	case HMMGPU_ST_BAD_OPCODE:
+	case HMMGPU_ST_BAD_FLAGS:
+	case HMMGPU_ST_BAD_ARG:
+	case HMMGPU_ST_BAD_ALIGN:
+	case HMMGPU_ST_OVERLAP:
+	case HMMGPU_ST_BAD_CONTEXT:
+		return -EINVAL;
+	case HMMGPU_ST_BAD_ADDRESS:
+		return launch && hmmgpu_emu_launch_va_bad(desc) ? -EINVAL : -EIO;
+	default:
+		return -EIO;
+	}
+}
+
+/*
+ * The ring slot still holds the completed descriptor @seqno (SPEC 4.3),
+ * with the STATUS and ARG5 the device wrote.
+ */
+static int hmmgpu_emu_queue_status(struct hmmgpu_queue *q, u64 seqno,
+				   u64 *value)
 {
 	struct hmmgpu_emu_queue *eq = to_emu_queue(q);
 	u32 slot = (u32)(seqno - READ_ONCE(eq->seq_off)) & (eq->entries - 1);
 	void __iomem *desc = eq->ring + slot * HMMGPU_DESC_SIZE;
+	bool launch;
 
 	if (WARN_ON_ONCE(readq(desc + HMMGPU_DESC_SEQNO) != seqno))
 		return -EIO;
-	return readl(desc + HMMGPU_DESC_STATUS) ? -EIO : 0;
+	launch = readw(desc + HMMGPU_DESC_OPCODE) == HMMGPU_OP_LAUNCH;
+	if (value)
+		*value = launch ?
+			readq(desc + HMMGPU_DESC_ARG(HMMGPU_LAUNCH_RESULT_ARG)) : 0;
+	return hmmgpu_emu_status_errno(desc, readl(desc + HMMGPU_DESC_STATUS),
+				       launch);
 }
 
 static int hmmgpu_emu_check(struct hmmgpu_device *hdev)
@@ -382,6 +586,123 @@ static void hmmgpu_emu_copy_finish(struct hmmgpu_queue *q,
 	hmmgpu_emu_copy_free(dev, copy);
 }
 
+/**
+ * hmmgpu_emu_fault_decode() - check and convert one fault buffer entry
+ * @emu: the device
+ * @entry: the entry, owned by the driver (between FAULT_GET and FAULT_PUT)
+ * @fault: out, the fault
+ *
+ * Return: true for a valid entry; false for one no launch of this driver
+ * can have caused (a device bug, logged).
+ */
+static bool hmmgpu_emu_fault_decode(struct hmmgpu_emu *emu,
+				    const struct hmmgpu_hw_fault *entry,
+				    struct hmmgpu_fault *fault)
+{
+	struct hmmgpu_device *hdev = emu->hdev;
+	struct hmmgpu_hw_fault hw = *entry;
+	u64 va = le64_to_cpu(hw.va);
+	u32 ctx = le32_to_cpu(hw.context);
+	u16 engine = le16_to_cpu(hw.engine);
+
+	if (!IS_ALIGNED(va, HMMGPU_PT_SIZE) || va >= HMMGPU_EMU_VA_LIMIT ||
+	    ctx >= hdev->num_contexts || hw.access > HMMGPU_FAULT_ACCESS_WRITE ||
+	    hw.type > HMMGPU_FAULT_TYPE_WRITE_PROTECTED ||
+	    engine <= hdev->num_channels || engine >= hdev->num_queues) {
+		dev_err_ratelimited(&emu->pdev->dev,
+				    "invalid fault entry: VA %#llx, CONTEXT %u, ACCESS %u, TYPE %u, ENGINE %u\n",
+				    va, ctx, hw.access, hw.type, engine);
+		return false;
+	}
+	fault->va = va;
+	fault->ctx = ctx;
+	fault->write = hw.access == HMMGPU_FAULT_ACCESS_WRITE;
+	fault->protection = hw.type == HMMGPU_FAULT_TYPE_WRITE_PROTECTED;
+	fault->engine = engine;
+	fault->timestamp = le64_to_cpu(hw.timestamp);
+	fault->stall = le64_to_cpu(hw.stall);
+	return true;
+}
+
+/*
+ * Faults the device could not report since the last call: FAULT_DROPPED
+ * moved, or FAULT_STATUS says so (until the next OP_FAULT_REPLAY clears it).
+ */
+static bool hmmgpu_emu_fault_lost(struct hmmgpu_emu *emu)
+{
+	u32 dropped = readl(emu->shm + HMMGPU_REG_FAULT_DROPPED);
+	u32 status = readl(emu->shm + HMMGPU_REG_FAULT_STATUS);
+	bool lost = dropped != emu->fault.dropped;
+
+	emu->fault.dropped = dropped;
+	return lost || status & (HMMGPU_FAULT_STATUS_OVERFLOW |
+				 HMMGPU_FAULT_STATUS_BAD_CONFIG);
+}
+
+/*
+ * Entries the driver owns, [get, FAULT_PUT); entries read after this
+ * returns are those FAULT_PUT covered (acquire).
+ */
+static u32 hmmgpu_emu_fault_avail(struct hmmgpu_emu *emu)
+{
+	u32 put = readl(emu->shm + HMMGPU_REG_FAULT_PUT);
+	u32 avail = put - emu->fault.get;
+
+	dma_rmb();	/* FAULT_PUT before the entries it publishes */
+	if (avail > HMMGPU_EMU_FAULT_ENTRIES) {
+		dev_err_ratelimited(&emu->pdev->dev,
+				    "invalid FAULT_PUT %u with FAULT_GET %u, ignored\n",
+				    put, emu->fault.get);
+		return 0;
+	}
+	return avail;
+}
+
+/**
+ * hmmgpu_emu_fault_fetch() - consume reported faults from the fault buffer
+ * @hdev: the device
+ * @faults: out, up to @max faults
+ * @max: room in @faults
+ * @dropped: set to true when faults were lost since the last call (also
+ *	invalid entries, which are skipped); left alone otherwise
+ *
+ * Implements &hmmgpu_backend_ops.fault_fetch: reads the entries from
+ * FAULT_GET towards FAULT_PUT and gives their slots back to the device by
+ * advancing FAULT_GET. Lost faults are reported again after a replay.
+ *
+ * Context: the core's fault worker, one call at a time (the consumer state
+ * in &hmmgpu_emu.fault is not locked); does not sleep.
+ * Return: the number of faults stored in @faults.
+ */
+static unsigned int hmmgpu_emu_fault_fetch(struct hmmgpu_device *hdev,
+					   struct hmmgpu_fault *faults,
+					   unsigned int max, bool *dropped)
+{
+	struct hmmgpu_emu *emu = hdev->priv;
+	struct hmmgpu_emu_fault_buf *fb = &emu->fault;
+	u32 avail, get = fb->get;
+	unsigned int n = 0;
+
+	if (!fb->ring)
+		return 0;
+	for (avail = hmmgpu_emu_fault_avail(emu); avail && n < max; avail--) {
+		if (hmmgpu_emu_fault_decode(emu,
+					    &fb->ring[get++ % HMMGPU_EMU_FAULT_ENTRIES],
+					    &faults[n]))
+			n++;
+		else
+			*dropped = true;
+	}
+	if (get != fb->get) {
+		fb->get = get;
+		dma_mb();	/* the entries are read before their slots go back */
+		writel(get, emu->shm + HMMGPU_REG_FAULT_GET);
+	}
+	if (hmmgpu_emu_fault_lost(emu))
+		*dropped = true;
+	return n;
+}
+
 static const struct hmmgpu_backend_ops hmmgpu_emu_ops = {
 	.name = "emu",
 	.type = HMMGPU_BACKEND_EMU,
@@ -394,11 +715,25 @@ static const struct hmmgpu_backend_ops hmmgpu_emu_ops = {
 	.alive = hmmgpu_emu_alive,
 	.copy_prepare = hmmgpu_emu_copy_prepare,
 	.copy_finish = hmmgpu_emu_copy_finish,
+	.mmu_alloc = hmmgpu_emu_mmu_alloc,
+	.mmu_free = hmmgpu_emu_mmu_free,
+	.mmu_prepare = hmmgpu_emu_mmu_prepare,
+	.mmu_map = hmmgpu_emu_mmu_map,
+	.mmu_unmap = hmmgpu_emu_mmu_unmap,
+	.fault_fetch = hmmgpu_emu_fault_fetch,
 };
 
 static irqreturn_t hmmgpu_emu_irq(int irq, void *data)
 {
 	hmmgpu_queue_signal(data);
+	return IRQ_HANDLED;
+}
+
+static irqreturn_t hmmgpu_emu_fault_irq(int irq, void *data)
+{
+	struct hmmgpu_emu *emu = data;
+
+	hmmgpu_fault_signal(emu->hdev);
 	return IRQ_HANDLED;
 }
 
@@ -432,9 +767,18 @@ static void hmmgpu_emu_read_ident(struct hmmgpu_emu_ident *id,
 	id->device_index = readl(regs + HMMGPU_REG_DEVICE_INDEX);
 	id->dma_bits = readl(regs + HMMGPU_REG_DMA_BITS);
 	memcpy_fromio(id->name, regs + HMMGPU_REG_NAME, sizeof(id->name));
+	if (HMMGPU_VERSION_MINOR(id->version) < HMMGPU_HW_MINOR_MMU) {
+		/* Version 1.1: no MMU, compute queues or fault vector. */
+		id->caps &= HMMGPU_HW_CAP_NOP | HMMGPU_HW_CAP_WRITE64 |
+			    HMMGPU_HW_CAP_COPY;
+		return;
+	}
+	id->num_compute = readl(regs + HMMGPU_REG_NUM_COMPUTE);
+	id->num_contexts = readl(regs + HMMGPU_REG_NUM_CONTEXTS);
+	id->fault_vector = readl(regs + HMMGPU_REG_FAULT_VECTOR);
 }
 
-/* Return: 0 for an hmmgpu device of a known major version, else -ENODEV. */
+/* Return: 0 for an hmmgpu device of a known version, else -ENODEV. */
 static int hmmgpu_emu_identify(struct pci_dev *pdev, void __iomem *regs,
 			       struct hmmgpu_emu_ident *id)
 {
@@ -447,10 +791,12 @@ static int hmmgpu_emu_identify(struct pci_dev *pdev, void __iomem *regs,
 	}
 
 	id->version = readl(regs + HMMGPU_REG_VERSION);
-	if (HMMGPU_VERSION_MAJOR(id->version) != HMMGPU_HW_MAJOR) {
-		pci_info(pdev, "hmmgpu hardware version %u.%u, driver supports %u.x\n",
+	if (HMMGPU_VERSION_MAJOR(id->version) != HMMGPU_HW_MAJOR ||
+	    HMMGPU_VERSION_MINOR(id->version) < HMMGPU_HW_MIN_MINOR) {
+		pci_info(pdev, "hmmgpu hardware version %u.%u, driver supports %u.%u and later %u.x\n",
 			 HMMGPU_VERSION_MAJOR(id->version),
-			 HMMGPU_VERSION_MINOR(id->version), HMMGPU_HW_MAJOR);
+			 HMMGPU_VERSION_MINOR(id->version), HMMGPU_HW_MAJOR,
+			 HMMGPU_HW_MIN_MINOR, HMMGPU_HW_MAJOR);
 		return -ENODEV;
 	}
 
@@ -458,20 +804,34 @@ static int hmmgpu_emu_identify(struct pci_dev *pdev, void __iomem *regs,
 	return 0;
 }
 
+/* A version 1.2 device raises FAULT_VECTOR, the vector after the queues'. */
+static bool hmmgpu_emu_has_fault_vector(const struct hmmgpu_emu_ident *id)
+{
+	return HMMGPU_VERSION_MINOR(id->version) >= HMMGPU_HW_MINOR_MMU;
+}
+
 static int hmmgpu_emu_check_queues(struct pci_dev *pdev,
 				   const struct hmmgpu_emu_ident *id)
 {
+	u32 need = id->num_queues + hmmgpu_emu_has_fault_vector(id);
 	int msix = pci_msix_vec_count(pdev);
 
 	if (!id->num_queues || id->num_queues > HMMGPU_HW_MAX_QUEUES ||
-	    id->num_queues != 1 + id->num_channels) {
-		pci_err(pdev, "invalid NUM_QUEUES %u with NUM_CHANNELS %u\n",
-			id->num_queues, id->num_channels);
+	    id->num_queues != 1 + (u64)id->num_channels + id->num_compute) {
+		pci_err(pdev, "invalid NUM_QUEUES %u with NUM_CHANNELS %u and NUM_COMPUTE %u\n",
+			id->num_queues, id->num_channels, id->num_compute);
 		return -EIO;
 	}
-	if (id->num_vectors < id->num_queues) {
-		pci_err(pdev, "NUM_VECTORS %u is less than NUM_QUEUES %u\n",
-			id->num_vectors, id->num_queues);
+	if (id->num_vectors < need) {
+		pci_err(pdev, "NUM_VECTORS %u is less than the %u vectors of NUM_QUEUES %u%s\n",
+			id->num_vectors, need, id->num_queues,
+			hmmgpu_emu_has_fault_vector(id) ? " and FAULT_VECTOR" : "");
+		return -EIO;
+	}
+	if (hmmgpu_emu_has_fault_vector(id) &&
+	    id->fault_vector != id->num_queues) {
+		pci_err(pdev, "invalid FAULT_VECTOR %u with NUM_QUEUES %u\n",
+			id->fault_vector, id->num_queues);
 		return -EIO;
 	}
 	if (msix < 0 || (u32)msix < id->num_vectors) {
@@ -519,6 +879,11 @@ static int hmmgpu_emu_check_ident(struct pci_dev *pdev,
 	}
 	if (!memchr(id->name, 0, sizeof(id->name))) {
 		pci_err(pdev, "NAME is not NUL-terminated\n");
+		return -EIO;
+	}
+	if ((id->caps & HMMGPU_HW_CAP_MMU) && !id->num_contexts) {
+		pci_err(pdev, "CAPS %#x has CAP_MMU, but NUM_CONTEXTS is 0\n",
+			id->caps);
 		return -EIO;
 	}
 	ret = hmmgpu_emu_check_queues(pdev, id);
@@ -664,6 +1029,15 @@ static void hmmgpu_emu_put_device(void *hdev)
 	hmmgpu_device_put(hdev);
 }
 
+/* The device runs launches on its compute queues, and reports faults. */
+static bool hmmgpu_emu_computes(const struct hmmgpu_emu_ident *id)
+{
+	u32 need = HMMGPU_HW_CAP_MMU | HMMGPU_HW_CAP_COMPUTE |
+		   HMMGPU_HW_CAP_FAULT;
+
+	return (id->caps & need) == need && id->num_compute;
+}
+
 static int hmmgpu_emu_create(struct hmmgpu_emu *emu)
 {
 	struct hmmgpu_device *hdev;
@@ -671,7 +1045,7 @@ static int hmmgpu_emu_create(struct hmmgpu_emu *emu)
 	int ret;
 
 	hdev = hmmgpu_device_alloc(&emu->pdev->dev, &hmmgpu_emu_ops,
-				   emu->id.num_channels);
+				   emu->id.num_channels, emu->id.num_compute);
 	if (IS_ERR(hdev))
 		return PTR_ERR(hdev);
 	/* Registered before the interrupts, so put after they are freed. */
@@ -687,12 +1061,36 @@ static int hmmgpu_emu_create(struct hmmgpu_emu *emu)
 	hdev->caps = HMMGPU_CAP_NOP;
 	if (emu->id.caps & HMMGPU_HW_CAP_COPY)
 		hdev->caps |= HMMGPU_CAP_MIGRATE;
+	if (hmmgpu_emu_computes(&emu->id)) {
+		hdev->caps |= HMMGPU_CAP_COMPUTE;
+		hdev->num_contexts = min(emu->id.num_contexts,
+					 HMMGPU_EMU_MAX_CONTEXTS);
+	}
+	hdev->peer_index = emu->id.device_index;
 	hdev->vram_size = emu->id.vram_size;
 	for (i = 0; i < hdev->num_queues; i++) {
 		hdev->queues[i].priv = &emu->queues[i];
 		hdev->queues[i].entries = emu->queues[i].entries;
 	}
 	return 0;
+}
+
+static int hmmgpu_emu_request_fault_irq(struct hmmgpu_emu *emu)
+{
+	struct device *dev = &emu->pdev->dev;
+	const char *name;
+	int irq;
+
+	if (!emu->fault.ring)
+		return 0;
+	irq = pci_irq_vector(emu->pdev, emu->id.fault_vector);
+	if (irq < 0)
+		return irq;
+	name = devm_kasprintf(dev, GFP_KERNEL, "%s-fault",
+			      dev_name(&emu->hdev->dev));
+	if (!name)
+		return -ENOMEM;
+	return devm_request_irq(dev, irq, hmmgpu_emu_fault_irq, 0, name, emu);
 }
 
 static int hmmgpu_emu_request_irqs(struct hmmgpu_emu *emu)
@@ -716,14 +1114,15 @@ static int hmmgpu_emu_request_irqs(struct hmmgpu_emu *emu)
 		if (ret)
 			return ret;
 	}
-	return 0;
+	return hmmgpu_emu_request_fault_irq(emu);
 }
 
 /**
  * hmmgpu_emu_reset() - reset the device through a control request
  * @emu: the device, with BAR0 and BAR2 mapped
  *
- * Stops every queue and zeroes HEAD, TAIL, FENCE and ERRORS (SPEC 6).
+ * Stops every queue, zeroes HEAD, TAIL, FENCE and ERRORS, and takes the
+ * fault buffer from the device (SPEC 6).
  *
  * Context: process context, sleeps up to HMMGPU_CONTROL_TIMEOUT_MS.
  * Return: 0; -ETIMEDOUT when the device did not acknowledge; -EIO when it
@@ -760,7 +1159,106 @@ static int hmmgpu_emu_reset(struct hmmgpu_emu *emu)
 
 	for (i = 0; i < emu->num_queues; i++)
 		emu->queues[i].head = 0;
+	emu->fault.enabled = false;
 	return 0;
+}
+
+/**
+ * hmmgpu_emu_stop() - take the fault buffer from the device and reset it
+ * @emu: the device, with BAR0 and BAR2 mapped
+ *
+ * Disables the fault buffer, dropping the faults not yet fetched
+ * (FAULT_BUF_ENTRIES = 0: the device checks it before each report), and
+ * resets the device, which waits for its engines and clears the fault
+ * buffer registers (SPEC 6). Once the reset has succeeded the device
+ * writes no memory of the driver's any more.
+ *
+ * Context: process context, sleeps up to HMMGPU_CONTROL_TIMEOUT_MS.
+ * Return: 0, or the error of hmmgpu_emu_reset().
+ */
+static int hmmgpu_emu_stop(struct hmmgpu_emu *emu)
+{
+	void __iomem *shm = emu->shm;
+
+	emu->stopped = true;
+	if (emu->fault.enabled) {
+		/* Disabled with nothing pending (SPEC 3.5): drop the rest. */
+		writel(readl(shm + HMMGPU_REG_FAULT_PUT),
+		       shm + HMMGPU_REG_FAULT_GET);
+		writel(0, shm + HMMGPU_REG_FAULT_BUF_ENTRIES);
+	}
+	return hmmgpu_emu_reset(emu);
+}
+
+/* devm action: free the fault buffer, unless the device may still use it. */
+static void hmmgpu_emu_fault_release(void *data)
+{
+	struct hmmgpu_emu *emu = data;
+	struct hmmgpu_emu_fault_buf *fb = &emu->fault;
+
+	/* Probe failed after enabling the buffer: remove did not stop it. */
+	if (fb->enabled && !emu->stopped)
+		hmmgpu_emu_stop(emu);
+	if (fb->enabled) {
+		pci_err(emu->pdev, "fault buffer abandoned to a device that did not stop, its memory is leaked\n");
+		return;
+	}
+	dma_free_coherent(&emu->pdev->dev,
+			  HMMGPU_EMU_FAULT_ENTRIES * sizeof(*fb->ring),
+			  fb->ring, fb->dma);
+	fb->ring = NULL;
+}
+
+/**
+ * hmmgpu_emu_fault_init() - allocate the fault buffer of a computing device
+ * @emu: the device, with its core device created
+ *
+ * The buffer is zeroed, physically contiguous and aligned to its size
+ * (dma_alloc_coherent()), as SPEC 7 step 4 asks. It is given to the device
+ * after each reset, by hmmgpu_emu_fault_enable().
+ *
+ * Context: process context, may sleep.
+ * Return: 0 or -ENOMEM.
+ */
+static int hmmgpu_emu_fault_init(struct hmmgpu_emu *emu)
+{
+	struct hmmgpu_emu_fault_buf *fb = &emu->fault;
+	struct device *dev = &emu->pdev->dev;
+
+	BUILD_BUG_ON_NOT_POWER_OF_2(HMMGPU_EMU_FAULT_ENTRIES);
+	BUILD_BUG_ON(HMMGPU_EMU_FAULT_ENTRIES > HMMGPU_FAULT_BUF_MAX_ENTRIES);
+	if (!(emu->hdev->caps & HMMGPU_CAP_COMPUTE))
+		return 0;	/* only launches fault */
+	fb->ring = dma_alloc_coherent(dev,
+				      HMMGPU_EMU_FAULT_ENTRIES * sizeof(*fb->ring),
+				      &fb->dma, GFP_KERNEL);
+	if (!fb->ring)
+		return -ENOMEM;
+	return devm_add_action_or_reset(dev, hmmgpu_emu_fault_release, emu);
+}
+
+/**
+ * hmmgpu_emu_fault_enable() - give the fault buffer to the device
+ * @emu: the device, just reset
+ *
+ * Follows SPEC 7 step 4: the address, FAULT_GET = FAULT_PUT, then after a
+ * write barrier the size, which enables the buffer. Nothing is pending
+ * after a reset, so the consumer state starts from the registers.
+ */
+static void hmmgpu_emu_fault_enable(struct hmmgpu_emu *emu)
+{
+	struct hmmgpu_emu_fault_buf *fb = &emu->fault;
+	void __iomem *shm = emu->shm;
+
+	if (!fb->ring)
+		return;
+	fb->get = readl(shm + HMMGPU_REG_FAULT_PUT);
+	fb->dropped = readl(shm + HMMGPU_REG_FAULT_DROPPED);
+	writeq(fb->dma, shm + HMMGPU_REG_FAULT_BUF_ADDR);
+	writel(fb->get, shm + HMMGPU_REG_FAULT_GET);
+	wmb();	/* the address before the size that enables it (SPEC 3.5) */
+	writel(HMMGPU_EMU_FAULT_ENTRIES, shm + HMMGPU_REG_FAULT_BUF_ENTRIES);
+	fb->enabled = true;
 }
 
 static int hmmgpu_emu_probe(struct pci_dev *pdev,
@@ -794,12 +1292,17 @@ static int hmmgpu_emu_probe(struct pci_dev *pdev,
 	ret = hmmgpu_emu_create(emu);
 	if (ret)
 		return ret;
+	/* Freed after the interrupts, before the core device is put. */
+	ret = hmmgpu_emu_fault_init(emu);
+	if (ret)
+		return ret;
 	ret = hmmgpu_emu_request_irqs(emu);
 	if (ret)
 		return ret;
 	ret = hmmgpu_emu_reset(emu);
 	if (ret)
 		return ret;
+	hmmgpu_emu_fault_enable(emu);
 	ret = hmmgpu_device_register(emu->hdev);
 	if (ret)
 		return ret;
@@ -813,8 +1316,11 @@ static void hmmgpu_emu_remove(struct pci_dev *pdev)
 	struct hmmgpu_emu *emu = pci_get_drvdata(pdev);
 
 	hmmgpu_device_unregister(emu->hdev);
-	/* Stop the engines before the interrupts and the device go away. */
-	hmmgpu_emu_reset(emu);
+	/*
+	 * Stop the engines and take the fault buffer back before the
+	 * interrupts, the buffer and the device go away (devm, after this).
+	 */
+	hmmgpu_emu_stop(emu);
 }
 
 static void hmmgpu_emu_shutdown(struct pci_dev *pdev)
@@ -822,7 +1328,7 @@ static void hmmgpu_emu_shutdown(struct pci_dev *pdev)
 	struct hmmgpu_emu *emu = pci_get_drvdata(pdev);
 
 	if (emu)
-		hmmgpu_emu_reset(emu);
+		hmmgpu_emu_stop(emu);
 }
 
 static const struct pci_device_id hmmgpu_emu_ids[] = {

@@ -38,6 +38,11 @@ module_param_named(fault_around_pages, hmmgpu_fault_around_pages, uint, 0644);
 MODULE_PARM_DESC(fault_around_pages,
 		 "Pages migrated back to system memory with a CPU fault on VRAM: an aligned window, a power of two up to 512; 0 or 1 only the faulting page (default 16 = 64 KiB)");
 
+bool hmmgpu_fault_migrate = true;
+module_param_named(fault_migrate, hmmgpu_fault_migrate, bool, 0644);
+MODULE_PARM_DESC(fault_migrate,
+		 "Device faults move the pages to the faulting device's VRAM (first touch); off: map them where they lie (default: on)");
+
 static bool hmmgpu_params_valid(void)
 {
 	if (hmmgpu_fence_timeout_ms < 1 ||

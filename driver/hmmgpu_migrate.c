@@ -83,6 +83,8 @@ static_assert(HMMGPU_CHUNK_PAGES <= HMMGPU_MIGRATE_BATCH);
  * @args: the migrate_vma of the batch; @args.src and @args.dst point to
  *	@src and @dst
  * @setup: migrate_vma_setup() succeeded: the batch must be finalized
+ * @populate: to VRAM, holes get zeroed VRAM pages (a device's first touch)
+ *	instead of being reported NOT_PRESENT
  * @dir: direction
  * @src: migrate_vma.src
  * @dst: migrate_vma.dst
@@ -104,6 +106,7 @@ struct hmmgpu_batch {
 	unsigned long cap;
 	struct migrate_vma args;
 	bool setup;
+	bool populate;
 	enum hmmgpu_copy_dir dir;
 	unsigned long *src;
 	unsigned long *dst;
@@ -166,6 +169,7 @@ static void hmmgpu_batch_reset(struct hmmgpu_batch *b, unsigned long n,
 	memset(b->dev, 0, n * sizeof(b->dev[0]));
 	bitmap_zero(b->failed, b->cap);
 	b->setup = false;
+	b->populate = false;
 	b->dir = dir;
 	b->nops = 0;
 	b->copy_err = 0;
@@ -310,8 +314,17 @@ static void hmmgpu_batch_prepare_to_vram(struct hmmgpu_batch *b,
 
 		if (!(b->src[i] & MIGRATE_PFN_MIGRATE)) {
 			b->status[i] = hmmgpu_status_unselected(args->vma);
-		} else if (!spage) {
+		} else if (!spage && !b->populate) {
 			b->status[i] = HMMGPU_PAGE_NOT_PRESENT;
+		} else if (!spage) {
+			/* first touch by the device: zeroed VRAM */
+			b->dev[i] = hmmgpu_vram_alloc_page(hdev);
+			if (!b->dev[i]) {
+				b->status[i] = HMMGPU_PAGE_NO_VRAM;
+				continue;
+			}
+			b->sys[i] = ZERO_PAGE(0);
+			b->status[i] = HMMGPU_PAGE_MIGRATED;
 		} else if (hmmgpu_is_vram_page(spage)) {
 			b->status[i] = hmmgpu_vram_page_device(spage) == hdev ?
 				       HMMGPU_PAGE_RESIDENT :
@@ -426,6 +439,7 @@ static void hmmgpu_batch_check_moved(struct hmmgpu_batch *b, unsigned long n)
  * @start: first address
  * @end: end address, at most @b->cap pages after @start, within @vma
  * @dir: direction
+ * @populate: see &hmmgpu_batch.populate
  *
  * Fills @b->status for the pages of the range; hmmgpu_batch_finish() ends
  * the batch, under the same hold of the mmap lock.
@@ -433,12 +447,14 @@ static void hmmgpu_batch_check_moved(struct hmmgpu_batch *b, unsigned long n)
 static void hmmgpu_batch_start(struct hmmgpu_batch *b,
 			       struct hmmgpu_device *hdev,
 			       struct vm_area_struct *vma, unsigned long start,
-			       unsigned long end, enum hmmgpu_copy_dir dir)
+			       unsigned long end, enum hmmgpu_copy_dir dir,
+			       bool populate)
 {
 	unsigned long n = (end - start) >> PAGE_SHIFT;
 
 	mmap_assert_locked(vma->vm_mm);
 	hmmgpu_batch_reset(b, n, dir);
+	b->populate = populate;
 	b->args = (struct migrate_vma) {
 		.vma = vma,
 		.start = start,
@@ -580,7 +596,8 @@ static int hmmgpu_migrate_run(struct hmmgpu_migrate_ctx *ctx,
 			    addr + (HMMGPU_MIGRATE_BATCH << PAGE_SHIFT));
 		cur = ctx->batch[i++ & 1];
 		cur->status = ctx->status + ((addr - start) >> PAGE_SHIFT);
-		hmmgpu_batch_start(cur, ctx->hdev, vma, addr, bend, ctx->dir);
+		hmmgpu_batch_start(cur, ctx->hdev, vma, addr, bend, ctx->dir,
+				   false);
 		if (prev)
 			hmmgpu_migrate_finish(ctx, prev);
 		prev = cur;
@@ -697,6 +714,48 @@ out_free:
 	kvfree(ctx->batch[1]);
 	kvfree(ctx->batch[0]);
 	kfree(ctx);
+	return ret;
+}
+
+/**
+ * hmmgpu_migrate_for_device() - migrate pages to a device for its access
+ * @hdev: the device that faulted
+ * @mm: the address space, with a reference
+ * @start: first page
+ * @end: end of the range, at most %HMMGPU_MIGRATE_BATCH pages after @start
+ *
+ * The device fault service's first-touch policy: the anonymous pages of
+ * the range move to @hdev's VRAM, holes (pages never touched) get zeroed
+ * VRAM pages. Pages that cannot move (file pages, pages on another device,
+ * busy pages, VRAM exhausted) stay where they are; the device maps them
+ * there.
+ *
+ * Context: process context, takes the mmap lock for read.
+ * Return: 0, -EFAULT when @start is not mapped, -ENOMEM.
+ */
+int hmmgpu_migrate_for_device(struct hmmgpu_device *hdev,
+			      struct mm_struct *mm, unsigned long start,
+			      unsigned long end)
+{
+	struct vm_area_struct *vma;
+	struct hmmgpu_batch *b;
+	int ret = 0;
+
+	b = hmmgpu_batch_alloc((end - start) >> PAGE_SHIFT, GFP_KERNEL);
+	if (!b)
+		return -ENOMEM;
+	mmap_read_lock(mm);
+	vma = vma_lookup(mm, start);
+	if (!vma) {
+		ret = -EFAULT;
+		goto out_unlock;
+	}
+	end = min(end, vma->vm_end);
+	hmmgpu_batch_start(b, hdev, vma, start, end, HMMGPU_COPY_TO_VRAM, true);
+	hmmgpu_batch_finish(b);
+out_unlock:
+	mmap_read_unlock(mm);
+	kvfree(b);
 	return ret;
 }
 

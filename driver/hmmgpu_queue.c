@@ -204,9 +204,13 @@ static void hmmgpu_job_harvest(struct hmmgpu_queue *q, struct hmmgpu_job *job,
 	if (!job->first_seqno)
 		return;
 
-	for (s = job->held_seqno; s <= end; s++)
-		if (ops->queue_status && ops->queue_status(q, s) && !job->err)
-			job->err = -EIO;
+	for (s = job->held_seqno; s <= end && ops->queue_status; s++) {
+		int err = ops->queue_status(q, s, s == job->last_seqno ?
+					    &job->value : NULL);
+
+		if (err && !job->err)
+			job->err = err;
+	}
 	if (end + 1 > job->held_seqno) {
 		spin_lock(&q->job_lock);
 		job->held_seqno = end + 1;
@@ -396,7 +400,7 @@ static int hmmgpu_job_wait(struct hmmgpu_queue *q, struct hmmgpu_job *job,
 		return -EINTR;
 	if (hmmgpu_job_done(q, job)) {
 		hmmgpu_job_harvest(q, job, job->last_seqno);
-		return job->err;
+		return job->err ? -EIO : 0;
 	}
 	if (!ret)
 		return hmmgpu_queue_hung(q, job->last_seqno);
@@ -649,4 +653,103 @@ void hmmgpu_queue_quiesce(struct hmmgpu_queue *q)
 	mutex_lock(&q->lock);
 	mutex_unlock(&q->lock);
 	wait_event(q->wq, list_empty_careful(&q->jobs));
+}
+
+/**
+ * hmmgpu_queue_submit() - submit one command as a job
+ * @q: the queue
+ * @cmd: the command; %HMMGPU_CMD_IRQ is added
+ * @job: the job, initialised here; once this returned 0 it must be ended
+ *	with hmmgpu_queue_release()
+ *
+ * Context: process context; takes @q->lock, may wait for ring space.
+ * Return: 0, -EIO when the device has halted, -ENODEV when it is gone,
+ * -ETIMEDOUT when no ring space became free.
+ */
+int hmmgpu_queue_submit(struct hmmgpu_queue *q, struct hmmgpu_cmd *cmd,
+			struct hmmgpu_job *job)
+{
+	int ret;
+
+	cmd->flags |= HMMGPU_CMD_IRQ;
+	mutex_lock(&q->lock);
+	ret = hmmgpu_job_begin(q, job);
+	if (!ret)
+		ret = hmmgpu_job_emit(q, job, cmd);
+	if (!ret)
+		hmmgpu_job_kick(q, job);
+	mutex_unlock(&q->lock);
+	if (ret)
+		hmmgpu_job_end(q, job);
+	return ret;
+}
+
+/**
+ * hmmgpu_queue_poll() - wait a bounded time for a job of one command
+ * @q: the queue
+ * @job: the job, from hmmgpu_queue_submit()
+ * @timeout: jiffies to wait at most, 0 only looks
+ * @status: out, the command's result: 0 or its error (see
+ *	&hmmgpu_backend_ops.queue_status)
+ * @value: out, the command's result word
+ *
+ * Unlike the waits of the core's own jobs, running out of time here says
+ * nothing about the device: the command (a launch) may just be long.
+ *
+ * Context: process context, sleeps interruptibly.
+ * Return: 0 when the command has completed; -ETIME when it has not in
+ * time, -EINTR on a signal, -EIO or -ENODEV when the device stopped.
+ */
+int hmmgpu_queue_poll(struct hmmgpu_queue *q, struct hmmgpu_job *job,
+		      unsigned long timeout, int *status, u64 *value)
+{
+	long ret;
+
+	ret = wait_event_interruptible_timeout(q->wq, hmmgpu_job_done(q, job) ||
+					       hmmgpu_queue_stopped(q),
+					       timeout);
+	if (ret < 0)
+		return -EINTR;
+	if (!hmmgpu_job_done(q, job))
+		return hmmgpu_queue_stopped(q) ? hmmgpu_device_usable(q->hdev) :
+						 -ETIME;
+	hmmgpu_job_harvest(q, job, job->last_seqno);
+	*status = job->err;
+	*value = job->value;
+	return 0;
+}
+
+/**
+ * hmmgpu_queue_release() - end a job of hmmgpu_queue_submit()
+ * @q: the queue
+ * @job: the job, complete or abandoned
+ */
+void hmmgpu_queue_release(struct hmmgpu_queue *q, struct hmmgpu_job *job)
+{
+	hmmgpu_job_end(q, job);
+}
+
+/**
+ * hmmgpu_queue_exec() - run one command and wait for it
+ * @q: the queue
+ * @cmd: the command
+ *
+ * The wait is not interruptible and bounded by the fence timeout (a
+ * timeout marks the device halted or lost).
+ *
+ * Context: process context, sleeps.
+ * Return: 0 or the command's error, or an error of the submission or the
+ * wait.
+ */
+int hmmgpu_queue_exec(struct hmmgpu_queue *q, struct hmmgpu_cmd *cmd)
+{
+	struct hmmgpu_job job;
+	int ret;
+
+	ret = hmmgpu_queue_submit(q, cmd, &job);
+	if (ret)
+		return ret;
+	ret = hmmgpu_job_wait(q, &job, false);
+	hmmgpu_job_end(q, &job);
+	return ret;
 }

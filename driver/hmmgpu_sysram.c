@@ -123,6 +123,14 @@ static void hmmgpu_sysram_exec(struct hmmgpu_sysram *sys,
 	case HMMGPU_CMD_COPY:
 		hmmgpu_sysram_copy(sys, cmd->copy);
 		break;
+	case HMMGPU_CMD_LAUNCH:
+	case HMMGPU_CMD_CTX_BIND:
+	case HMMGPU_CMD_TLB_INVALIDATE:
+	case HMMGPU_CMD_FAULT_REPLAY:
+	case HMMGPU_CMD_FAULT_CANCEL:
+		/* the core sends these only with HMMGPU_CAP_COMPUTE */
+		WARN_ON_ONCE(1);
+		break;
 	}
 }
 
@@ -304,7 +312,7 @@ static int hmmgpu_sysram_probe(struct platform_device *pdev)
 	if (!sys->backing)
 		return -ENOMEM;
 
-	sys->hdev = hmmgpu_device_alloc(dev, &hmmgpu_sysram_ops, channels);
+	sys->hdev = hmmgpu_device_alloc(dev, &hmmgpu_sysram_ops, channels, 0);
 	if (IS_ERR(sys->hdev))
 		return PTR_ERR(sys->hdev);
 	ret = devm_add_action_or_reset(dev, hmmgpu_sysram_put_device, sys->hdev);

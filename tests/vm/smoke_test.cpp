@@ -29,7 +29,7 @@ using namespace hmmgpu::test;
 
 namespace {
 
-constexpr uint32_t kEmuVersion = 0x00010001;  // emu/SPEC.md VERSION (1.1)
+constexpr uint32_t kEmuVersion = 0x00010002;  // emu/SPEC.md VERSION (1.2)
 
 Fd open_device(const Device& d) { return Fd(::open(d.dev_path().c_str(), O_RDWR | O_CLOEXEC)); }
 
@@ -119,7 +119,8 @@ TEST_P(DeviceTest, InfoMatchesSysfs) {
   EXPECT_EQ(std::string(info_.name), d.attr("name"));
   EXPECT_EQ(std::to_string(info_.vram_size), d.attr("vram_total"));
   EXPECT_EQ(std::to_string(info_.num_channels), d.attr("channels"));
-  EXPECT_EQ(info_.num_queues, info_.num_channels + 1);
+  EXPECT_EQ(info_.num_queues, info_.num_channels + info_.num_streams + 1);
+  EXPECT_EQ(info_.num_streams != 0, (info_.caps & HMMGPU_CAP_COMPUTE) != 0);
   EXPECT_EQ("hmmgpu" + std::to_string(info_.index), d.node);
   EXPECT_EQ(d.attr("state"), "ready");
   EXPECT_EQ(d.attr("vram_used"), "0");

@@ -30,7 +30,7 @@
 #include <linux/types.h>
 
 #define HMMGPU_UAPI_VERSION_MAJOR 1
-#define HMMGPU_UAPI_VERSION_MINOR 2
+#define HMMGPU_UAPI_VERSION_MINOR 3
 #define HMMGPU_UAPI_VERSION \
 	((HMMGPU_UAPI_VERSION_MAJOR << 16) | HMMGPU_UAPI_VERSION_MINOR)
 
@@ -51,6 +51,7 @@ enum hmmgpu_backend {
 #define HMMGPU_CAP_NOP		_BITUL(0)	/* HMMGPU_IOCTL_NOP */
 #define HMMGPU_CAP_MIGRATE	_BITUL(1)	/* HMMGPU_IOCTL_MIGRATE (1.1) */
 #define HMMGPU_CAP_COUNTERS	_BITUL(2)	/* HMMGPU_IOCTL_GET_COUNTERS (1.2) */
+#define HMMGPU_CAP_COMPUTE	_BITUL(3)	/* HMMGPU_IOCTL_LAUNCH, _WAIT (1.3) */
 
 #define HMMGPU_NAME_LEN 32
 
@@ -62,10 +63,13 @@ enum hmmgpu_backend {
  * @caps: HMMGPU_CAP_* bits
  * @vram_size: bytes of device memory
  * @num_channels: copy-engine channels
- * @num_queues: command queues (control queue 0 plus the channels)
+ * @num_queues: command queues (control queue 0, the channels, the streams)
  * @index: N of /dev/hmmgpuN
  * @pad: zero
  * @name: NUL-terminated device name
+ * @num_streams: compute streams, HMMGPU_IOCTL_LAUNCH's stream numbers
+ *	(1.3; 0 without HMMGPU_CAP_COMPUTE)
+ * @num_contexts: processes that can launch on the device at once (1.3)
  * @reserved: zero
  */
 struct hmmgpu_info {
@@ -79,7 +83,9 @@ struct hmmgpu_info {
 	__u32 index;
 	__u32 pad;
 	char name[HMMGPU_NAME_LEN];
-	__u64 reserved[8];
+	__u32 num_streams;
+	__u32 num_contexts;
+	__u64 reserved[7];
 };
 
 #define HMMGPU_NOP_MAX 4096
@@ -212,6 +218,12 @@ struct hmmgpu_migrate {
  * @channel_busy_ns: out, per channel, the sum over its copy jobs of the
  *	time from ringing the doorbell to the completion interrupt; entries
  *	from @num_channels on are zero
+ * @device_faults: out, page faults the device reported (1.3), duplicates
+ *	included
+ * @fault_replays: out, replays of faulted launches the driver ordered
+ *	(1.3)
+ * @fault_cancels: out, faulting pages the driver could not map, whose
+ *	launches it failed (1.3)
  * @reserved: in, must be 0; out, zero
  *
  * Reads the counters of the device. They start at zero when the device is
@@ -235,7 +247,126 @@ struct hmmgpu_counters {
 	__u64 copy_errors;
 	__u64 vram_alloc_failures;
 	__u64 channel_busy_ns[HMMGPU_MAX_CHANNELS_UAPI];
-	__u64 reserved[8];
+	__u64 device_faults;
+	__u64 fault_replays;
+	__u64 fault_cancels;
+	__u64 reserved[5];
+};
+
+/**
+ * enum hmmgpu_kernel - the device's built-in compute kernels
+ *
+ * Element i of operand x is at hmmgpu_launch.x + i * size, of y at
+ * hmmgpu_launch.y + i * size; both must be aligned to the element size.
+ * f32 arithmetic is IEEE 754 binary32, rounded per operation (no fused
+ * multiply-add), elements processed in ascending order.
+ *
+ * @HMMGPU_KERNEL_FILL_U32: x[i] = (u32)scalar
+ * @HMMGPU_KERNEL_COPY: x[i] = y[i], bytes; the ranges may not overlap
+ * @HMMGPU_KERNEL_AXPY_F32: x[i] = a * y[i] + x[i], a = f32 bits of scalar
+ * @HMMGPU_KERNEL_SCALE_F32: x[i] = a * x[i]
+ * @HMMGPU_KERNEL_INCREMENT_U32: x[i] += (u32)scalar, wrapping
+ * @HMMGPU_KERNEL_SUM_F32: result = the binary64 bits of the sum of x[i]
+ *	(each converted exactly, added in binary64 in ascending order)
+ * @HMMGPU_KERNEL_SUM_U64: result = the sum of the u64 x[i], wrapping
+ * @HMMGPU_KERNEL_CHECKSUM: result = FNV-1a 64 of the count bytes at x
+ */
+enum hmmgpu_kernel {
+	HMMGPU_KERNEL_FILL_U32 = 1,
+	HMMGPU_KERNEL_COPY = 2,
+	HMMGPU_KERNEL_AXPY_F32 = 3,
+	HMMGPU_KERNEL_SCALE_F32 = 4,
+	HMMGPU_KERNEL_INCREMENT_U32 = 5,
+	HMMGPU_KERNEL_SUM_F32 = 6,
+	HMMGPU_KERNEL_SUM_U64 = 7,
+	HMMGPU_KERNEL_CHECKSUM = 8,
+};
+
+/* struct hmmgpu_launch.flags */
+#define HMMGPU_LAUNCH_WAIT	_BITUL(0)	/* wait and fill the results */
+
+/**
+ * struct hmmgpu_launch - HMMGPU_IOCTL_LAUNCH argument
+ * @flags: in, HMMGPU_LAUNCH_* bits
+ * @kernel: in, enum hmmgpu_kernel
+ * @stream: in, the stream (in-order compute queue) to launch on,
+ *	< hmmgpu_info.num_streams
+ * @pad: in, must be 0
+ * @count: in, elements (bytes for COPY and CHECKSUM), 1 or more, at most
+ *	256 MiB of each operand
+ * @x: in, address of operand x in the caller's address space
+ * @y: in, address of operand y, 0 for a kernel without one
+ * @scalar: in, the scalar (low 32 bits), 0 for a kernel without one
+ * @fence: out, the launch's fence on its stream, for HMMGPU_IOCTL_WAIT
+ * @error: out with HMMGPU_LAUNCH_WAIT: 0, or the positive errno the launch
+ *	ended with: EFAULT an address the device touched is not mapped with
+ *	the access it needs (@fault_addr), EIO the device failed
+ * @pad2: out, 0
+ * @result: out with HMMGPU_LAUNCH_WAIT: the kernel's result (0 for the
+ *	kernels without one)
+ * @fault_addr: out with HMMGPU_LAUNCH_WAIT and EFAULT: the page
+ * @reserved: in, must be 0
+ *
+ * The device runs the kernel on the caller's memory where it lies: it
+ * faults on pages it has no mapping for, and the driver services the fault
+ * and lets it go on (see the README: faults and residency).
+ *
+ * Errors: -EINVAL (see above); -EBUSY the file has
+ * HMMGPU_LAUNCH_MAX_PENDING launches not yet waited for, or the device has
+ * no free address-space context; -EPERM the caller's address space is not
+ * the one that opened the file; -EIO the device has halted; -EINTR a
+ * signal arrived while waiting (the launch still completes; wait for
+ * @fence).
+ */
+struct hmmgpu_launch {
+	__u32 flags;
+	__u32 kernel;
+	__u32 stream;
+	__u32 pad;
+	__u64 count;
+	__u64 x;
+	__u64 y;
+	__u64 scalar;
+	__u64 fence;
+	__s32 error;
+	__u32 pad2;
+	__u64 result;
+	__u64 fault_addr;
+	__u64 reserved[4];
+};
+
+#define HMMGPU_LAUNCH_MAX_PENDING 64
+
+/**
+ * struct hmmgpu_wait - HMMGPU_IOCTL_WAIT argument
+ * @flags: in, must be 0
+ * @stream: in, the launch's stream
+ * @fence: in, the launch's hmmgpu_launch.fence
+ * @timeout_ns: in, how long to wait at most; 0 only polls
+ * @error: out, as hmmgpu_launch.error
+ * @pad: out, 0
+ * @result: out, as hmmgpu_launch.result
+ * @fault_addr: out, as hmmgpu_launch.fault_addr
+ * @reserved: in, must be 0
+ *
+ * Waits for a launch of this file made without HMMGPU_LAUNCH_WAIT and
+ * returns its results; a launch's results are returned once. Output fields
+ * are ignored on input (here and in struct hmmgpu_launch).
+ *
+ * Errors: -EINVAL (see above); -ENOENT no launch of this file with that
+ * fence is pending on the stream; -ETIME the launch did not complete within
+ * @timeout_ns (it stays pending); -EINTR a signal arrived.
+ */
+struct hmmgpu_wait {
+	__u32 flags;
+	__u32 stream;
+	__u64 fence;
+	__u64 timeout_ns;
+	__s32 error;
+	__u32 pad;
+	__u64 result;
+	__u64 fault_addr;
+	__u64 reserved[4];
 };
 
 #define HMMGPU_IOCTL_GET_INFO	_IOR(HMMGPU_IOCTL_MAGIC, 0x00, struct hmmgpu_info)
@@ -243,5 +374,7 @@ struct hmmgpu_counters {
 #define HMMGPU_IOCTL_MIGRATE	_IOWR(HMMGPU_IOCTL_MAGIC, 0x02, struct hmmgpu_migrate)
 #define HMMGPU_IOCTL_GET_COUNTERS \
 	_IOWR(HMMGPU_IOCTL_MAGIC, 0x03, struct hmmgpu_counters)
+#define HMMGPU_IOCTL_LAUNCH	_IOWR(HMMGPU_IOCTL_MAGIC, 0x04, struct hmmgpu_launch)
+#define HMMGPU_IOCTL_WAIT	_IOWR(HMMGPU_IOCTL_MAGIC, 0x05, struct hmmgpu_wait)
 
 #endif /* _UAPI_HMMGPU_H */

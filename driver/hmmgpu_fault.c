@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * hmmgpu: servicing the device's replayable page faults
+ */
+
+/**
+ * DOC: Fault service
+ *
+ * A launch that touches a page its context does not map (or writes a page
+ * mapped read-only) stalls, and the hardware reports the fault
+ * (hmmgpu_fault_signal()). The device's fault worker then, until the
+ * hardware has nothing more to report:
+ *
+ * 1. fetches a batch of up to %HMMGPU_FAULT_BATCH faults
+ *    (&hmmgpu_backend_ops.fault_fetch);
+ * 2. sorts them by context, address and stall and gathers the distinct
+ *    pages (a page is reported by every wave, launch and queue that touched
+ *    it, and again after each replay), a write winning over a read;
+ * 3. services them in runs of consecutive pages of one context, access
+ *    and notifier region: hmmgpu_ctx_map() moves them to the device (first
+ *    touch) and maps them where they lie, faulting them in for the process
+ *    first as the CPU would. A run that fails is retried page by page, and
+ *    a page that cannot be mapped (not mapped in the process, or not
+ *    writable for a write) gets the launches of the stalls that reported
+ *    it cancelled: they end with -EFAULT. Cancelling by stall, not by page,
+ *    spares a launch that stalled on the same page after the batch was
+ *    read (another launch of the process, which may be allowed to read the
+ *    page);
+ * 4. replays: every stalled launch retries, and a page that still faults
+ *    is reported again.
+ *
+ * The hardware may drop faults when its buffer is full; they come back
+ * after the replay, so a batch with drops is replayed like any other.
+ */
+
+#include <linux/slab.h>
+#include <linux/sort.h>
+
+#include "hmmgpu_drv.h"
+
+#define HMMGPU_FAULT_BATCH	256
+
+/**
+ * struct hmmgpu_fault_page - one distinct faulting page of a batch
+ * @ctx: context
+ * @va: the page
+ * @write: some fault on it was a write
+ * @first: its first fault in the sorted batch
+ * @nfaults: its faults (one per stall that reported it)
+ */
+struct hmmgpu_fault_page {
+	u32 ctx;
+	u64 va;
+	bool write;
+	unsigned int first;
+	unsigned int nfaults;
+};
+
+/**
+ * struct hmmgpu_fault_batch - the worker's scratch space
+ * @faults: the faults fetched, sorted by context, page and stall
+ * @pages: the distinct pages of @faults
+ */
+struct hmmgpu_fault_batch {
+	struct hmmgpu_fault faults[HMMGPU_FAULT_BATCH];
+	struct hmmgpu_fault_page pages[HMMGPU_FAULT_BATCH];
+};
+
+/**
+ * hmmgpu_fault_signal() - the hardware reported faults
+ * @hdev: the device
+ *
+ * Context: any, including hard IRQ.
+ */
+void hmmgpu_fault_signal(struct hmmgpu_device *hdev)
+{
+	queue_work(system_unbound_wq, &hdev->fault_work);
+}
+
+static int hmmgpu_fault_cmp(const void *a, const void *b)
+{
+	const struct hmmgpu_fault *x = a, *y = b;
+
+	if (x->ctx != y->ctx)
+		return x->ctx < y->ctx ? -1 : 1;
+	if (x->va != y->va)
+		return x->va < y->va ? -1 : 1;
+	if (x->stall != y->stall)
+		return x->stall < y->stall ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Sort the @n faults of @fb and gather their distinct pages (a page is
+ * reported by every wave, launch and queue that touched it, and again after
+ * each replay). Return: the distinct pages.
+ */
+static unsigned int hmmgpu_fault_gather(struct hmmgpu_fault_batch *fb,
+					unsigned int n)
+{
+	struct hmmgpu_fault_page *p = NULL;
+	unsigned int i, m = 0;
+
+	sort(fb->faults, n, sizeof(fb->faults[0]), hmmgpu_fault_cmp, NULL);
+	for (i = 0; i < n; i++) {
+		const struct hmmgpu_fault *f = &fb->faults[i];
+
+		if (!p || p->ctx != f->ctx || p->va != f->va) {
+			p = &fb->pages[m++];
+			*p = (struct hmmgpu_fault_page) {
+				.ctx = f->ctx, .va = f->va, .first = i,
+			};
+		}
+		p->write |= f->write;
+		p->nfaults++;
+	}
+	return m;
+}
+
+/*
+ * Fail the launches stalled on a page that cannot be mapped: each stall
+ * that reported it, so that a launch that has stalled on the same page
+ * since then is not hit.
+ */
+static void hmmgpu_fault_cancel(struct hmmgpu_device *hdev,
+				const struct hmmgpu_fault_batch *fb,
+				const struct hmmgpu_fault_page *p)
+{
+	struct hmmgpu_cmd cmd = {
+		.op = HMMGPU_CMD_FAULT_CANCEL,
+		.cancel = { .ctx = p->ctx, .va = p->va },
+	};
+	const struct hmmgpu_fault *f = &fb->faults[p->first];
+	unsigned int i;
+
+	atomic64_inc(&hdev->stats.fault_cancels);
+	for (i = 0; i < p->nfaults; i++) {
+		if (i && f[i].stall == f[i - 1].stall)
+			continue;
+		cmd.cancel.stall = f[i].stall;
+		hmmgpu_queue_exec(hmmgpu_queue_get(hdev, 0), &cmd);
+	}
+}
+
+/*
+ * The pages from @p[0] on that form one run: the same context and access,
+ * consecutive pages, one notifier region.
+ */
+static unsigned int hmmgpu_fault_run(const struct hmmgpu_fault_page *p,
+				     unsigned int n)
+{
+	unsigned int k = 1;
+
+	while (k < n && p[k].ctx == p[0].ctx && p[k].write == p[0].write &&
+	       p[k].va == p[0].va + ((u64)k << PAGE_SHIFT) &&
+	       p[k].va >> HMMGPU_REGION_SHIFT == p[0].va >> HMMGPU_REGION_SHIFT)
+		k++;
+	return k;
+}
+
+/* Map a run of @k pages; a run that fails is retried page by page. */
+static void hmmgpu_fault_map(struct hmmgpu_device *hdev, struct hmmgpu_ctx *ctx,
+			     const struct hmmgpu_fault_batch *fb,
+			     const struct hmmgpu_fault_page *p, unsigned int k)
+{
+	unsigned int i;
+
+	if (ctx && !hmmgpu_ctx_map(ctx, p->va, k, p->write))
+		return;
+	for (i = 0; i < k; i++) {
+		if (ctx && k > 1 && !hmmgpu_ctx_map(ctx, p[i].va, 1, p[i].write))
+			continue;
+		hmmgpu_fault_cancel(hdev, fb, &p[i]);
+	}
+}
+
+/* Service the @n distinct pages of @fb. */
+static void hmmgpu_fault_service(struct hmmgpu_device *hdev,
+				 const struct hmmgpu_fault_batch *fb,
+				 unsigned int n)
+{
+	const struct hmmgpu_fault_page *p = fb->pages;
+	struct hmmgpu_ctx *ctx = NULL;
+	unsigned int i, k;
+
+	for (i = 0; i < n; i += k) {
+		if (!ctx || ctx->index != p[i].ctx) {
+			if (ctx)
+				hmmgpu_ctx_put(ctx);
+			ctx = hmmgpu_ctx_get(hdev, p[i].ctx);
+		}
+		k = hmmgpu_fault_run(p + i, n - i);
+		hmmgpu_fault_map(hdev, ctx, fb, p + i, k);
+	}
+	if (ctx)
+		hmmgpu_ctx_put(ctx);
+}
+
+/**
+ * hmmgpu_fault_work() - the fault worker of a device
+ * @work: &hmmgpu_device.fault_work
+ */
+void hmmgpu_fault_work(struct work_struct *work)
+{
+	struct hmmgpu_device *hdev = container_of(work, struct hmmgpu_device,
+						  fault_work);
+	struct hmmgpu_cmd replay = { .op = HMMGPU_CMD_FAULT_REPLAY };
+	struct hmmgpu_fault_batch *fb;
+	unsigned int n;
+	bool dropped;
+
+	fb = kvmalloc(sizeof(*fb), GFP_KERNEL);
+	if (!fb)
+		return;
+	while (!hmmgpu_device_usable(hdev)) {
+		dropped = false;
+		n = hdev->ops->fault_fetch(hdev, fb->faults, HMMGPU_FAULT_BATCH,
+					   &dropped);
+		if (!n && !dropped)
+			break;
+		atomic64_add(n, &hdev->stats.faults);
+		n = hmmgpu_fault_gather(fb, n);
+		hmmgpu_fault_service(hdev, fb, n);
+		replay.flags = 0;
+		if (hmmgpu_queue_exec(hmmgpu_queue_get(hdev, 0), &replay))
+			break;
+		atomic64_inc(&hdev->stats.fault_replays);
+		cond_resched();
+	}
+	kvfree(fb);
+}
