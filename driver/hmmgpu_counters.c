@@ -60,6 +60,8 @@ static void hmmgpu_device_counters(struct hmmgpu_device *hdev,
 	c->device_faults = atomic64_read(&s->faults);
 	c->fault_replays = atomic64_read(&s->fault_replays);
 	c->fault_cancels = atomic64_read(&s->fault_cancels);
+	c->evicted_chunks = atomic64_read(&s->evicted_chunks);
+	c->evicted_pages = atomic64_read(&s->evicted_pages);
 
 	/* Without channels, copies run on queue 0. */
 	if (!hdev->num_channels) {
@@ -122,6 +124,8 @@ static int hmmgpu_counters_show(struct seq_file *m, void *unused)
 	seq_printf(m, "device_faults %llu\n", c.device_faults);
 	seq_printf(m, "fault_replays %llu\n", c.fault_replays);
 	seq_printf(m, "fault_cancels %llu\n", c.fault_cancels);
+	seq_printf(m, "evicted_chunks %llu\n", c.evicted_chunks);
+	seq_printf(m, "evicted_pages %llu\n", c.evicted_pages);
 	seq_printf(m, "num_channels %u\n", c.num_channels);
 	for (i = 0; i < c.num_channels; i++)
 		seq_printf(m, "channel%u_busy_ns %llu\n", i,

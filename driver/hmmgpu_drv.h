@@ -340,6 +340,8 @@ struct hmmgpu_queue {
  * @faults: device faults fetched from the hardware
  * @fault_replays: replays the fault worker submitted
  * @fault_cancels: faulting pages whose launches were cancelled
+ * @evicted_chunks: chunks evicted to make room
+ * @evicted_pages: pages those evictions moved to system memory
  *
  * Updated lock-free where the events happen and read by
  * hmmgpu_device_counters(); a migration counts on the device that owns the
@@ -356,6 +358,8 @@ struct hmmgpu_stats {
 	atomic64_t faults;
 	atomic64_t fault_replays;
 	atomic64_t fault_cancels;
+	atomic64_t evicted_chunks;
+	atomic64_t evicted_pages;
 };
 
 /**
@@ -682,6 +686,7 @@ int hmmgpu_vram_init(struct hmmgpu_device *hdev);
 void hmmgpu_vram_evict(struct hmmgpu_device *hdev);
 void hmmgpu_vram_fini(struct hmmgpu_device *hdev);
 struct page *hmmgpu_vram_alloc_page(struct hmmgpu_device *hdev);
+void hmmgpu_vram_touch(struct page *page);
 u64 hmmgpu_vram_used(struct hmmgpu_device *hdev);
 bool hmmgpu_is_vram_page(const struct page *page);
 struct hmmgpu_device *hmmgpu_vram_page_device(const struct page *page);
@@ -692,7 +697,8 @@ extern void *hmmgpu_pgmap_owner;
 /* hmmgpu_migrate.c */
 int hmmgpu_ioctl_migrate(struct hmmgpu_file *hfile, void __user *uarg);
 vm_fault_t hmmgpu_migrate_to_ram(struct vm_fault *vmf);
-void hmmgpu_migrate_evict(unsigned long start_pfn, unsigned long npages);
+unsigned long hmmgpu_migrate_evict(unsigned long start_pfn,
+				   unsigned long npages, bool lossy);
 int hmmgpu_migrate_for_device(struct hmmgpu_device *hdev,
 			      struct mm_struct *mm, unsigned long start,
 			      unsigned long end);

@@ -893,16 +893,21 @@ out_trace:
  *	system memory, wherever they are mapped
  * @start_pfn: first pfn, of a VRAM page
  * @npages: pages, at most %HMMGPU_MIGRATE_BATCH
+ * @lossy: the device is going away: a page whose copy fails comes back
+ *	zero-filled (counted as lost and logged) instead of staying in VRAM
  *
- * Pages that are free or busy are skipped (the caller retries). A page
- * whose copy fails comes back zero-filled and is counted as lost.
+ * Pages that are free or busy are skipped (the caller retries if it must).
+ * Only page locks are taken, with trylock: the caller may hold the mmap
+ * lock and page locks (an allocation making room).
  *
- * Context: process context, sleeps; no mmap lock held.
+ * Context: process context, sleeps.
+ * Return: the pages moved.
  */
-void hmmgpu_migrate_evict(unsigned long start_pfn, unsigned long npages)
+unsigned long hmmgpu_migrate_evict(unsigned long start_pfn,
+				   unsigned long npages, bool lossy)
 {
 	struct hmmgpu_batch *b;
-	unsigned long i, lost = 0;
+	unsigned long i, lost = 0, moved;
 
 	b = hmmgpu_batch_alloc(npages, GFP_KERNEL | __GFP_NOFAIL);
 	hmmgpu_batch_reset(b, npages, HMMGPU_COPY_TO_SYSTEM);
@@ -920,15 +925,20 @@ void hmmgpu_migrate_evict(unsigned long start_pfn, unsigned long npages)
 	hmmgpu_batch_copy_submit(b, npages);
 	hmmgpu_batch_copy_wait(b);
 	for_each_set_bit(i, b->failed, npages) {
-		clear_highpage(b->sys[i]);
-		lost++;
+		if (lossy) {
+			clear_highpage(b->sys[i]);
+			lost++;
+		} else {
+			hmmgpu_batch_drop_dst(b, i);
+		}
 	}
 	hmmgpu_batch_set_dst(b, npages);
 	migrate_device_pages(b->src, b->dst, npages);
-	hmmgpu_batch_account(b, npages, HMMGPU_COPY_TO_SYSTEM);
+	moved = hmmgpu_batch_account(b, npages, HMMGPU_COPY_TO_SYSTEM);
 	migrate_device_finalize(b->src, b->dst, npages);
 	if (lost)
 		pr_err("hmmgpu: %lu pages of a failed device lost their data at eviction (now zero-filled)\n",
 		       lost);
 	kvfree(b);
+	return moved;
 }

@@ -175,6 +175,7 @@ static int hmmgpu_ctx_pte(struct hmmgpu_ctx *ctx, unsigned long pfn,
 	if (hmmgpu_is_vram_page(page)) {
 		owner = hmmgpu_vram_page_device(page);
 		pte->addr = hmmgpu_vram_page_offset(page);
+		hmmgpu_vram_touch(page);
 		if (owner == hdev) {
 			pte->aperture = HMMGPU_PTE_VRAM;
 			return 0;

@@ -29,6 +29,14 @@
  * released when the device goes away: hmmgpu_vram_evict() first moves every
  * page still in use back to system memory with migrate_device_range(), then
  * hmmgpu_vram_fini() unmaps the chunks.
+ *
+ * When every chunk is populated and in use, an allocation evicts: the least
+ * recently used chunk's pages move back to system memory through the copy
+ * engine (migrate_device_range(), the pages stay mapped where they were,
+ * now as system pages), which frees up to a chunk of VRAM. Chunks are kept
+ * in LRU order: allocating a page of a chunk and a device mapping a page
+ * of it (hmmgpu_vram_touch()) make it the most recently used. Nothing is
+ * pinned: the CPU can always take a page back.
  */
 
 /**
@@ -38,9 +46,9 @@
  * chunks and protects the chunk table; it is taken with no spinlock held
  * and may be held across memremap_pages().
  *
- * &hmmgpu_vram.lock (spinlock) protects the free list, the count of pages
- * in use and the dying flag. It is innermost: page_free() takes it from
- * wherever mm drops the last reference of a device page.
+ * &hmmgpu_vram.lock (spinlock) protects the free list, the counts of pages
+ * in use, the LRU list and the dying flag. It is innermost: page_free()
+ * takes it from wherever mm drops the last reference of a device page.
  *
  * Order: chunk_lock, then lock.
  */
@@ -61,11 +69,17 @@
  * @pgmap: the pages' &dev_pagemap
  * @vram: the allocator it belongs to
  * @index: chunk number; its VRAM starts at @index * %HMMGPU_CHUNK_SIZE
+ * @lru: in &hmmgpu_vram.lru; protected by &hmmgpu_vram.lock
+ * @used: its pages in use; protected by &hmmgpu_vram.lock
+ * @evicting: an eviction of the chunk runs; protected by &hmmgpu_vram.lock
  */
 struct hmmgpu_vram_chunk {
 	struct dev_pagemap pgmap;
 	struct hmmgpu_vram *vram;
 	unsigned int index;
+	struct list_head lru;
+	unsigned int used;
+	bool evicting;
 };
 
 /**
@@ -75,10 +89,11 @@ struct hmmgpu_vram_chunk {
  * @nchunks: chunks populated, the first entries of @chunks
  * @chunks: @max_chunks slots
  * @max_chunks: chunks in the device's VRAM
- * @lock: see DOC: Locking; protects the three fields below
+ * @lock: see DOC: Locking; protects the four fields below
  * @free: first free page, the list goes on through zone_device_data
  * @used: pages allocated and not yet freed
  * @dying: set by hmmgpu_vram_evict(): allocations fail
+ * @lru: the populated chunks, least recently used first
  */
 struct hmmgpu_vram {
 	struct hmmgpu_device *hdev;
@@ -92,6 +107,7 @@ struct hmmgpu_vram {
 	struct page *free;
 	unsigned long used;
 	bool dying;
+	struct list_head lru;
 };
 
 static char hmmgpu_pgmap_owner_token;
@@ -143,12 +159,14 @@ u64 hmmgpu_vram_page_offset(const struct page *page)
 
 static void hmmgpu_vram_page_free(struct page *page)
 {
-	struct hmmgpu_vram *vram = to_vram_chunk(page)->vram;
+	struct hmmgpu_vram_chunk *chunk = to_vram_chunk(page);
+	struct hmmgpu_vram *vram = chunk->vram;
 
 	spin_lock(&vram->lock);
 	page->zone_device_data = vram->free;
 	vram->free = page;
 	vram->used--;
+	chunk->used--;
 	spin_unlock(&vram->lock);
 }
 
@@ -171,6 +189,7 @@ static void hmmgpu_vram_chunk_add_free(struct hmmgpu_vram_chunk *chunk)
 		page->zone_device_data = vram->free;
 		vram->free = page;
 	}
+	list_add_tail(&chunk->lru, &vram->lru);
 	spin_unlock(&vram->lock);
 }
 
@@ -279,6 +298,7 @@ out_unlock:
 
 static struct page *hmmgpu_vram_take(struct hmmgpu_vram *vram)
 {
+	struct hmmgpu_vram_chunk *chunk;
 	struct page *page = NULL;
 
 	spin_lock(&vram->lock);
@@ -286,32 +306,112 @@ static struct page *hmmgpu_vram_take(struct hmmgpu_vram *vram)
 		page = vram->free;
 		vram->free = page->zone_device_data;
 		vram->used++;
+		chunk = to_vram_chunk(page);
+		chunk->used++;
+		list_move_tail(&chunk->lru, &vram->lru);
 	}
 	spin_unlock(&vram->lock);
 	return page;
 }
 
 /**
+ * hmmgpu_vram_touch() - note a use of a VRAM page
+ * @page: a page for which hmmgpu_is_vram_page() is true
+ *
+ * Its chunk becomes the most recently used one, the last to be evicted.
+ *
+ * Context: any; takes a spinlock.
+ */
+void hmmgpu_vram_touch(struct page *page)
+{
+	struct hmmgpu_vram_chunk *chunk = to_vram_chunk(page);
+	struct hmmgpu_vram *vram = chunk->vram;
+
+	spin_lock(&vram->lock);
+	list_move_tail(&chunk->lru, &vram->lru);
+	spin_unlock(&vram->lock);
+}
+
+/* The least recently used chunk with pages in use, marked as evicting. */
+static struct hmmgpu_vram_chunk *hmmgpu_vram_lru_victim(struct hmmgpu_vram *vram)
+{
+	struct hmmgpu_vram_chunk *chunk, *victim = NULL;
+
+	spin_lock(&vram->lock);
+	list_for_each_entry(chunk, &vram->lru, lru) {
+		if (chunk->used && !chunk->evicting) {
+			victim = chunk;
+			break;
+		}
+	}
+	if (victim && !vram->dying) {
+		victim->evicting = true;
+		/* Concurrent evictions pick other chunks. */
+		list_move_tail(&victim->lru, &vram->lru);
+	} else {
+		victim = NULL;
+	}
+	spin_unlock(&vram->lock);
+	return victim;
+}
+
+/*
+ * Make room by moving the pages of the least recently used chunk back to
+ * system memory. Return: true when some page was freed.
+ */
+static bool hmmgpu_vram_evict_lru(struct hmmgpu_vram *vram)
+{
+	struct hmmgpu_device *hdev = vram->hdev;
+	struct hmmgpu_vram_chunk *chunk;
+	unsigned long moved;
+
+	chunk = hmmgpu_vram_lru_victim(vram);
+	if (!chunk)
+		return false;
+	moved = hmmgpu_migrate_evict(PHYS_PFN(chunk->pgmap.range.start),
+				     HMMGPU_CHUNK_PAGES, false);
+	spin_lock(&vram->lock);
+	chunk->evicting = false;
+	spin_unlock(&vram->lock);
+	if (moved) {
+		atomic64_inc(&hdev->stats.evicted_chunks);
+		atomic64_add(moved, &hdev->stats.evicted_pages);
+	}
+	return moved;
+}
+
+/**
  * hmmgpu_vram_alloc_page() - allocate a page of VRAM
  * @hdev: a device with %HMMGPU_CAP_MIGRATE
  *
- * Populates a new chunk when every populated page is in use.
+ * Populates a new chunk when every populated page is in use; once every
+ * chunk is populated, evicts the least recently used chunk (its pages go
+ * back to system memory, wherever they are mapped) to make room. Pages
+ * that are busy, such as the ones of migrations in flight (the caller's
+ * included), are not evicted.
  *
- * Context: process context, may sleep.
+ * Context: process context, may sleep; may take page locks with trylock
+ * only, so the caller may hold page locks and the mmap lock.
  * Return: the page, locked and with one reference (ready to be a
- * migration destination), or NULL when the VRAM is exhausted, the device
+ * migration destination), or NULL when no page could be freed, the device
  * is going away or memory for a chunk's struct pages is short.
  */
 struct page *hmmgpu_vram_alloc_page(struct hmmgpu_device *hdev)
 {
 	struct hmmgpu_vram *vram = hdev->vram;
+	unsigned int evictions = 0;
 	struct page *page;
+	int ret;
 
 	while (!(page = hmmgpu_vram_take(vram))) {
-		if (hmmgpu_vram_grow(vram)) {
-			atomic64_inc(&hdev->stats.vram_alloc_failures);
-			return NULL;
-		}
+		ret = hmmgpu_vram_grow(vram);
+		if (!ret)
+			continue;
+		if (ret == -ENOSPC && evictions++ < vram->max_chunks &&
+		    hmmgpu_vram_evict_lru(vram))
+			continue;
+		atomic64_inc(&hdev->stats.vram_alloc_failures);
+		return NULL;
 	}
 	page->zone_device_data = NULL;
 	zone_device_page_init(page);
@@ -368,6 +468,7 @@ int hmmgpu_vram_init(struct hmmgpu_device *hdev)
 	vram->max_chunks = max;
 	mutex_init(&vram->chunk_lock);
 	spin_lock_init(&vram->lock);
+	INIT_LIST_HEAD(&vram->lru);
 	hdev->vram = vram;
 	return 0;
 }
@@ -409,7 +510,7 @@ void hmmgpu_vram_evict(struct hmmgpu_device *hdev)
 			struct hmmgpu_vram_chunk *chunk = vram->chunks[i];
 
 			hmmgpu_migrate_evict(PHYS_PFN(chunk->pgmap.range.start),
-					     HMMGPU_CHUNK_PAGES);
+					     HMMGPU_CHUNK_PAGES, true);
 		}
 		if (hmmgpu_vram_pages_used(vram))
 			msleep(HMMGPU_EVICT_RETRY_MS);

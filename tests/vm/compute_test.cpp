@@ -253,6 +253,48 @@ TEST_P(Compute, LargeFirstTouchGoesToVram) {
   for (size_t i = 0; i < len / 4; i++) ASSERT_EQ(w[i], 0x5a5a5a5au) << i;
 }
 
+// A working set of `times` x the VRAM, streamed through the device twice:
+// the faults move pages in, evicting the least recently used chunks back
+// to system memory, and every result is right.
+void oversubscribe(int fd, const Device& dev, size_t times) {
+  const size_t len = std::stoull(dev.attr("vram_total")) * times;
+  Mapping m(len);
+  ASSERT_NE(m.get(), nullptr);
+  auto* w = reinterpret_cast<uint32_t*>(m.get());
+  for (size_t i = 0; i < len / 4; i++) w[i] = static_cast<uint32_t>(i * 2654435761U);
+  hmmgpu_counters before{}, after{};
+  ASSERT_EQ(xioctl(fd, HMMGPU_IOCTL_GET_COUNTERS, &before), 0);
+
+  hmmgpu_launch l{};
+  l.flags = HMMGPU_LAUNCH_WAIT;
+  l.kernel = HMMGPU_KERNEL_CHECKSUM;
+  l.count = len;
+  l.x = reinterpret_cast<uintptr_t>(m.get());
+  ASSERT_EQ(xioctl(fd, HMMGPU_IOCTL_LAUNCH, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  EXPECT_EQ(l.result, fnv1a(m.get(), len));
+
+  l = hmmgpu_launch{};
+  l.flags = HMMGPU_LAUNCH_WAIT;
+  l.kernel = HMMGPU_KERNEL_INCREMENT_U32;
+  l.count = len / 4;
+  l.x = reinterpret_cast<uintptr_t>(m.get());
+  l.scalar = 1;
+  ASSERT_EQ(xioctl(fd, HMMGPU_IOCTL_LAUNCH, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  ASSERT_EQ(xioctl(fd, HMMGPU_IOCTL_GET_COUNTERS, &after), 0);
+  EXPECT_GE(after.evicted_pages - before.evicted_pages, len / kPage);
+  EXPECT_EQ(after.vram_alloc_failures, before.vram_alloc_failures);
+  for (size_t i = 0; i < len / 4; i++)
+    ASSERT_EQ(w[i], static_cast<uint32_t>(i * 2654435761U) + 1) << i;
+}
+
+// Twice the VRAM.
+TEST_P(Compute, Oversubscription2x) { oversubscribe(fd_.get(), GetParam(), 2); }
+
+// Four times the VRAM.
+TEST_P(Compute, Oversubscription4x) { oversubscribe(fd_.get(), GetParam(), 4); }
+
 // Two processes launch on one device at once, each in its own address
 // space: each sees its own data.
 TEST_P(Compute, TwoProcesses) {

@@ -214,7 +214,8 @@ struct hmmgpu_migrate {
  * @copy_batches: out, copies submitted to the copy engine (each may be
  *	split over several channels)
  * @copy_errors: out, pages whose copy failed
- * @vram_alloc_failures: out, device pages that could not be allocated
+ * @vram_alloc_failures: out, device pages that could not be allocated, not
+ *	even by evicting (1.3: VRAM that is full is made room in by eviction)
  * @channel_busy_ns: out, per channel, the sum over its copy jobs of the
  *	time from ringing the doorbell to the completion interrupt; entries
  *	from @num_channels on are zero
@@ -224,6 +225,9 @@ struct hmmgpu_migrate {
  *	(1.3)
  * @fault_cancels: out, faulting pages the driver could not map, whose
  *	launches it failed (1.3)
+ * @evicted_chunks: out, 2 MiB chunks of VRAM evicted to make room when
+ *	the VRAM was full (1.3)
+ * @evicted_pages: out, pages those evictions moved to system memory (1.3)
  * @reserved: in, must be 0; out, zero
  *
  * Reads the counters of the device. They start at zero when the device is
@@ -250,7 +254,9 @@ struct hmmgpu_counters {
 	__u64 device_faults;
 	__u64 fault_replays;
 	__u64 fault_cancels;
-	__u64 reserved[5];
+	__u64 evicted_chunks;
+	__u64 evicted_pages;
+	__u64 reserved[3];
 };
 
 /**
