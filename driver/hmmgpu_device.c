@@ -340,6 +340,9 @@ static long hmmgpu_ioctl(struct file *file, unsigned int cmd,
 	case HMMGPU_IOCTL_WAIT:
 		fn = hmmgpu_ioctl_wait;
 		break;
+	case HMMGPU_IOCTL_RESIDENCY:
+		fn = hmmgpu_ioctl_residency;
+		break;
 	default:
 		return -ENOTTY;
 	}
@@ -430,7 +433,7 @@ static bool hmmgpu_caps_valid(struct hmmgpu_device *hdev)
 			return false;
 	if ((hdev->caps & HMMGPU_CAP_COMPUTE) &&
 	    (!ops->queue_status || !ops->mmu_alloc || !ops->mmu_free ||
-	     !ops->mmu_prepare ||
+	     !ops->mmu_prepare || !ops->mmu_query ||
 	     !ops->mmu_map || !ops->mmu_unmap || !ops->fault_fetch ||
 	     !hdev->num_compute || !hdev->num_contexts))
 		return false;

@@ -439,6 +439,9 @@ struct hmmgpu_stats {
  *	Return: true when a page was mapped: the core then invalidates the
  *	range with %HMMGPU_CMD_TLB_INVALIDATE. (required for
  *	%HMMGPU_CAP_COMPUTE)
+ * @mmu_query: report in *@pte how the page table @priv maps the page @va.
+ *	Called with the context's lock held; may not sleep. Return: true when
+ *	@va is mapped. (required for %HMMGPU_CAP_COMPUTE)
  * @fault_fetch: move up to @max reported faults from the hardware's fault
  *	buffer into @faults, consuming them. Called from the core's fault
  *	worker only; may not sleep. Return: the faults moved; *@dropped set
@@ -474,6 +477,8 @@ struct hmmgpu_backend_ops {
 		       const struct hmmgpu_pte *ptes, unsigned int npages);
 	bool (*mmu_unmap)(struct hmmgpu_device *hdev, void *priv, u64 start,
 			  u64 end);
+	bool (*mmu_query)(struct hmmgpu_device *hdev, void *priv, u64 va,
+			  struct hmmgpu_pte *pte);
 	unsigned int (*fault_fetch)(struct hmmgpu_device *hdev,
 				    struct hmmgpu_fault *faults,
 				    unsigned int max, bool *dropped);
@@ -679,6 +684,9 @@ int hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va, unsigned long npages,
 /* hmmgpu_launch.c */
 int hmmgpu_ioctl_launch(struct hmmgpu_file *hfile, void __user *uarg);
 int hmmgpu_ioctl_wait(struct hmmgpu_file *hfile, void __user *uarg);
+
+/* hmmgpu_residency.c */
+int hmmgpu_ioctl_residency(struct hmmgpu_file *hfile, void __user *uarg);
 void hmmgpu_launch_release(struct hmmgpu_file *hfile);
 
 /* hmmgpu_vram.c */

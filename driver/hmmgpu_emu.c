@@ -720,6 +720,7 @@ static const struct hmmgpu_backend_ops hmmgpu_emu_ops = {
 	.mmu_prepare = hmmgpu_emu_mmu_prepare,
 	.mmu_map = hmmgpu_emu_mmu_map,
 	.mmu_unmap = hmmgpu_emu_mmu_unmap,
+	.mmu_query = hmmgpu_emu_mmu_query,
 	.fault_fetch = hmmgpu_emu_fault_fetch,
 };
 

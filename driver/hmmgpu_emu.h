@@ -21,6 +21,8 @@ int hmmgpu_emu_mmu_prepare(struct hmmgpu_device *hdev, void *priv, u64 va,
 			   unsigned int npages);
 int hmmgpu_emu_mmu_map(struct hmmgpu_device *hdev, void *priv, u64 va,
 		       const struct hmmgpu_pte *ptes, unsigned int npages);
+bool hmmgpu_emu_mmu_query(struct hmmgpu_device *hdev, void *priv, u64 va,
+			  struct hmmgpu_pte *pte);
 bool hmmgpu_emu_mmu_unmap(struct hmmgpu_device *hdev, void *priv, u64 start,
 			  u64 end);
 

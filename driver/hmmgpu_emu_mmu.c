@@ -454,6 +454,52 @@ int hmmgpu_emu_mmu_prepare(struct hmmgpu_device *hdev, void *priv, u64 va,
 }
 
 /**
+ * hmmgpu_emu_mmu_query() - the mapping of one page in a context's table
+ * @hdev: the device
+ * @priv: the table from hmmgpu_emu_mmu_alloc()
+ * @va: the page
+ * @pte: out, its mapping, when it has one
+ *
+ * Implements &hmmgpu_backend_ops.mmu_query.
+ *
+ * Context: any; the context's lock held.
+ * Return: true when @va is mapped.
+ */
+bool hmmgpu_emu_mmu_query(struct hmmgpu_device *hdev, void *priv, u64 va,
+			  struct hmmgpu_pte *pte)
+{
+	struct hmmgpu_emu_pt *pt = priv;
+	unsigned int level;
+	u64 val;
+
+	if (va >= HMMGPU_EMU_VA_LIMIT)
+		return false;
+	for (level = HMMGPU_EMU_ROOT_LEVEL; level > 0 && pt; level--)
+		pt = READ_ONCE(pt->child[hmmgpu_emu_pt_index(va, level)]);
+	if (!pt)
+		return false;
+	val = le64_to_cpu(READ_ONCE(pt->entries[hmmgpu_emu_pt_index(va, 0)]));
+	if (!(val & HMMGPU_HW_PTE_VALID))
+		return false;
+	memset(pte, 0, sizeof(*pte));
+	pte->write = val & HMMGPU_HW_PTE_WRITE;
+	pte->addr = val & HMMGPU_HW_PTE_ADDR;
+	switch (FIELD_GET(HMMGPU_HW_PTE_APERTURE, val)) {
+	case HMMGPU_AP_VRAM:
+		pte->aperture = HMMGPU_PTE_VRAM;
+		break;
+	case HMMGPU_AP_PEER:
+		pte->aperture = HMMGPU_PTE_PEER;
+		pte->peer = FIELD_GET(HMMGPU_HW_PTE_PEER, val);
+		break;
+	default:
+		pte->aperture = HMMGPU_PTE_SYSMEM;
+		break;
+	}
+	return true;
+}
+
+/**
  * hmmgpu_emu_mmu_unmap() - unmap a range in a context's page table
  * @hdev: the device
  * @priv: the table from hmmgpu_emu_mmu_alloc()

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -251,6 +252,135 @@ TEST_P(Compute, LargeFirstTouchGoesToVram) {
   EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED), len / kPage);
   const auto* w = reinterpret_cast<const uint32_t*>(m.get());
   for (size_t i = 0; i < len / 4; i++) ASSERT_EQ(w[i], 0x5a5a5a5au) << i;
+}
+
+// HMMGPU_IOCTL_RESIDENCY of [p, p + len) on fd, all runs.
+std::vector<hmmgpu_run> residency(int fd, const void* p, size_t len) {
+  std::vector<hmmgpu_run> runs(len / kPage);
+  hmmgpu_residency r{};
+  r.addr = reinterpret_cast<uintptr_t>(p);
+  r.length = len;
+  r.runs = reinterpret_cast<uintptr_t>(runs.data());
+  r.max_runs = static_cast<uint32_t>(runs.size());
+  EXPECT_EQ(xioctl(fd, HMMGPU_IOCTL_RESIDENCY, &r), 0);
+  EXPECT_EQ(r.next, r.addr + len);
+  runs.resize(r.nruns);
+  return runs;
+}
+
+uint32_t minor_of(const Device& d) { return std::stoul(d.node.substr(6)); }
+
+// First touch by the device puts the pages in its VRAM and maps them there
+// writable; brought back by the CPU they are in system memory and no longer
+// mapped by the device.
+TEST_P(Compute, ResidencyAfterFirstTouch) {
+  Mapping m(16 * kPage);
+  hmmgpu_launch l{};
+  ASSERT_EQ(run(HMMGPU_KERNEL_FILL_U32, m.get(), nullptr, 8 * kPage / 4, 3, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  auto runs = residency(fd_.get(), m.get(), m.size());
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].addr, reinterpret_cast<uintptr_t>(m.get()));
+  EXPECT_EQ(runs[0].npages, 8u);
+  EXPECT_EQ(runs[0].location, static_cast<uint32_t>(HMMGPU_LOC_DEVICE));
+  EXPECT_EQ(runs[0].device, minor_of(GetParam()));
+  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_LOCAL));
+  EXPECT_EQ(runs[0].flags, static_cast<uint32_t>(HMMGPU_RUN_WRITE));
+  EXPECT_EQ(runs[1].npages, 8u);
+  EXPECT_EQ(runs[1].location, static_cast<uint32_t>(HMMGPU_LOC_NONE));
+  EXPECT_EQ(runs[1].mapping, static_cast<uint32_t>(HMMGPU_MAP_NONE));
+
+  EXPECT_EQ(reinterpret_cast<uint32_t*>(m.get())[0], 3u);  // one CPU fault
+  runs = residency(fd_.get(), m.get(), 8 * kPage);
+  ASSERT_GE(runs.size(), 1u);
+  EXPECT_EQ(runs[0].location, static_cast<uint32_t>(HMMGPU_LOC_SYSTEM));
+  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_NONE));
+}
+
+// With fault_migrate off, the device maps system memory where it lies.
+TEST_P(Compute, RemoteMappingWithoutMigration) {
+  ParamOverride policy("fault_migrate", "N");
+  ASSERT_TRUE(policy.ok());
+  Mapping m(8 * kPage);
+  std::memset(m.get(), 4, m.size());
+  hmmgpu_launch l{};
+  ASSERT_EQ(run(HMMGPU_KERNEL_INCREMENT_U32, m.get(), nullptr, m.size() / 4, 1, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  auto runs = residency(fd_.get(), m.get(), m.size());
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].npages, 8u);
+  EXPECT_EQ(runs[0].location, static_cast<uint32_t>(HMMGPU_LOC_SYSTEM));
+  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_SYSTEM));
+  EXPECT_EQ(runs[0].flags, static_cast<uint32_t>(HMMGPU_RUN_WRITE));
+  EXPECT_EQ(reinterpret_cast<uint32_t*>(m.get())[0], 0x04040405u);
+}
+
+// Pages in another device's VRAM are mapped there (a peer mapping), not
+// moved, and the results are right.
+TEST_P(Compute, PeerMapping) {
+  std::optional<Device> other;
+  for (auto& d : compute_devices())
+    if (d.node != GetParam().node) other = d;
+  if (!other) GTEST_SKIP() << "one compute device";
+  Fd ofd(::open(other->dev_path().c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(ofd.valid());
+  const size_t n = 8 * kPage / 8;
+  Mapping m(n * 8);
+  auto* v = reinterpret_cast<uint64_t*>(m.get());
+  for (size_t i = 0; i < n; i++) v[i] = i + 1;
+  std::vector<uint8_t> st;
+  ASSERT_EQ(migrate(ofd.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
+  ASSERT_EQ(count(st, HMMGPU_PAGE_MIGRATED), m.size() / kPage);
+  hmmgpu_launch l{};
+  ASSERT_EQ(run(HMMGPU_KERNEL_SUM_U64, m.get(), nullptr, n, 0, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  EXPECT_EQ(l.result, n * (n + 1) / 2);
+  auto runs = residency(fd_.get(), m.get(), m.size());
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].location, static_cast<uint32_t>(HMMGPU_LOC_DEVICE));
+  EXPECT_EQ(runs[0].device, minor_of(*other));
+  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_PEER));
+}
+
+// Residency reports runs up to max_runs and says where to go on; an
+// unmapped page ends the report with EFAULT; bad arguments are refused.
+TEST_P(Compute, ResidencyLimitsAndErrors) {
+  Mapping m(8 * kPage);
+  for (size_t i = 0; i < 8; i += 2) m.get()[i * kPage] = 1;  // alternate present pages
+  std::vector<hmmgpu_run> runs(3);
+  hmmgpu_residency r{};
+  r.addr = reinterpret_cast<uintptr_t>(m.get());
+  r.length = m.size();
+  r.runs = reinterpret_cast<uintptr_t>(runs.data());
+  r.max_runs = 3;
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_RESIDENCY, &r), 0);
+  EXPECT_EQ(r.nruns, 3u);
+  EXPECT_EQ(r.next, r.addr + 3 * kPage);
+  EXPECT_EQ(runs[1].location, static_cast<uint32_t>(HMMGPU_LOC_NONE));
+
+  ASSERT_EQ(munmap(m.get() + 5 * kPage, kPage), 0);
+  r.max_runs = 3;
+  r.addr += 3 * kPage;
+  r.length = 5 * kPage;
+  EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_RESIDENCY, &r), -EFAULT);
+  EXPECT_EQ(r.nruns, 2u);
+  EXPECT_EQ(r.next, reinterpret_cast<uintptr_t>(m.get()) + 5 * kPage);
+
+  hmmgpu_residency bad = r;
+  bad.max_runs = 0;
+  EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_RESIDENCY, &bad), -EINVAL);
+  bad = r;
+  bad.addr += 1;
+  EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_RESIDENCY, &bad), -EINVAL);
+  bad = r;
+  bad.length = 0;
+  EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_RESIDENCY, &bad), -EINVAL);
+  bad = r;
+  bad.reserved[0] = 1;
+  EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_RESIDENCY, &bad), -EINVAL);
+  bad = r;
+  bad.runs = 8;  // unwritable
+  EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_RESIDENCY, &bad), -EFAULT);
 }
 
 // A working set of `times` x the VRAM, streamed through the device twice:

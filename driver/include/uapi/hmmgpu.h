@@ -375,6 +375,88 @@ struct hmmgpu_wait {
 	__u64 reserved[4];
 };
 
+/**
+ * enum hmmgpu_location - where the pages of a run are
+ * @HMMGPU_LOC_NONE: not populated: never touched, or discarded
+ * @HMMGPU_LOC_SYSTEM: in system memory
+ * @HMMGPU_LOC_DEVICE: in the VRAM of device hmmgpu_run.device
+ */
+enum hmmgpu_location {
+	HMMGPU_LOC_NONE = 0,
+	HMMGPU_LOC_SYSTEM = 1,
+	HMMGPU_LOC_DEVICE = 2,
+};
+
+/**
+ * enum hmmgpu_mapping - how the device of the file maps the pages of a run
+ * @HMMGPU_MAP_NONE: not mapped: its next access faults
+ * @HMMGPU_MAP_LOCAL: its own VRAM
+ * @HMMGPU_MAP_PEER: a peer device's VRAM, over the bus
+ * @HMMGPU_MAP_SYSTEM: system memory, over the bus
+ */
+enum hmmgpu_mapping {
+	HMMGPU_MAP_NONE = 0,
+	HMMGPU_MAP_LOCAL = 1,
+	HMMGPU_MAP_PEER = 2,
+	HMMGPU_MAP_SYSTEM = 3,
+};
+
+/* struct hmmgpu_run.flags */
+#define HMMGPU_RUN_WRITE	_BITUL(0)	/* the device may write */
+
+/**
+ * struct hmmgpu_run - consecutive pages alike, in HMMGPU_IOCTL_RESIDENCY
+ * @addr: first page
+ * @npages: pages
+ * @location: enum hmmgpu_location
+ * @device: with HMMGPU_LOC_DEVICE, N of the /dev/hmmgpuN holding them
+ * @mapping: enum hmmgpu_mapping
+ * @flags: HMMGPU_RUN_* bits, with a mapping
+ */
+struct hmmgpu_run {
+	__u64 addr;
+	__u64 npages;
+	__u32 location;
+	__u32 device;
+	__u32 mapping;
+	__u32 flags;
+};
+
+/**
+ * struct hmmgpu_residency - HMMGPU_IOCTL_RESIDENCY argument
+ * @addr: in, first address, page aligned
+ * @length: in, bytes, page aligned, not 0
+ * @runs: in, user pointer to an array of @max_runs struct hmmgpu_run
+ * @max_runs: in, entries of @runs, 1 or more
+ * @nruns: out, entries filled
+ * @next: out, where the report stopped: @addr + @length, or the start of
+ *	the run that did not fit; ask again from there
+ * @flags: in, must be 0
+ * @pad: in, must be 0
+ * @reserved: in, must be 0
+ *
+ * Reports, in address order, where the pages of the caller's range are
+ * and how this file's device maps them (HMMGPU_MAP_NONE before the file's
+ * first launch), as runs of consecutive pages alike. Nothing is faulted in
+ * or moved: the report is a snapshot that may be stale as soon as it is
+ * returned.
+ *
+ * Errors: -EINVAL (see above); -EFAULT a page of the range is not mapped
+ * (the runs before it are reported, @next is that page); -EPERM the caller's
+ * address space is not the one that opened the file.
+ */
+struct hmmgpu_residency {
+	__u64 addr;
+	__u64 length;
+	__u64 runs;
+	__u32 max_runs;
+	__u32 nruns;
+	__u64 next;
+	__u32 flags;
+	__u32 pad;
+	__u64 reserved[4];
+};
+
 #define HMMGPU_IOCTL_GET_INFO	_IOR(HMMGPU_IOCTL_MAGIC, 0x00, struct hmmgpu_info)
 #define HMMGPU_IOCTL_NOP	_IOWR(HMMGPU_IOCTL_MAGIC, 0x01, struct hmmgpu_nop)
 #define HMMGPU_IOCTL_MIGRATE	_IOWR(HMMGPU_IOCTL_MAGIC, 0x02, struct hmmgpu_migrate)
@@ -382,5 +464,6 @@ struct hmmgpu_wait {
 	_IOWR(HMMGPU_IOCTL_MAGIC, 0x03, struct hmmgpu_counters)
 #define HMMGPU_IOCTL_LAUNCH	_IOWR(HMMGPU_IOCTL_MAGIC, 0x04, struct hmmgpu_launch)
 #define HMMGPU_IOCTL_WAIT	_IOWR(HMMGPU_IOCTL_MAGIC, 0x05, struct hmmgpu_wait)
+#define HMMGPU_IOCTL_RESIDENCY	_IOWR(HMMGPU_IOCTL_MAGIC, 0x06, struct hmmgpu_residency)
 
 #endif /* _UAPI_HMMGPU_H */
