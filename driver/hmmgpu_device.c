@@ -391,10 +391,26 @@ static int hmmgpu_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+static __poll_t hmmgpu_poll(struct file *file, poll_table *wait)
+{
+	struct hmmgpu_file *hfile = file->private_data;
+	struct hmmgpu_device *hdev = hfile->hdev;
+	__poll_t mask;
+
+	down_read(&hdev->unplug_lock);
+	if (hmmgpu_device_state(hdev) >= HMMGPU_STATE_LOST)
+		mask = EPOLLERR;
+	else
+		mask = hmmgpu_launch_poll(hfile, file, wait);
+	up_read(&hdev->unplug_lock);
+	return mask;
+}
+
 static const struct file_operations hmmgpu_fops = {
 	.owner = THIS_MODULE,
 	.open = hmmgpu_open,
 	.release = hmmgpu_release,
+	.poll = hmmgpu_poll,
 	.unlocked_ioctl = hmmgpu_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 };

@@ -19,6 +19,7 @@
 #include <linux/memremap.h>
 #include <linux/mm_types.h>
 #include <linux/mutex.h>
+#include <linux/poll.h>
 #include <linux/rwsem.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
@@ -660,6 +661,7 @@ int hmmgpu_queue_submit(struct hmmgpu_queue *q, struct hmmgpu_cmd *cmd,
 int hmmgpu_queue_poll(struct hmmgpu_queue *q, struct hmmgpu_job *job,
 		      unsigned long timeout, int *status, u64 *value);
 void hmmgpu_queue_release(struct hmmgpu_queue *q, struct hmmgpu_job *job);
+bool hmmgpu_queue_job_done(struct hmmgpu_queue *q, struct hmmgpu_job *job);
 int hmmgpu_queue_exec(struct hmmgpu_queue *q, struct hmmgpu_cmd *cmd);
 void hmmgpu_device_copy_submit(struct hmmgpu_device *hdev,
 			       enum hmmgpu_copy_dir dir, struct page **sys,
@@ -688,6 +690,8 @@ int hmmgpu_ioctl_wait(struct hmmgpu_file *hfile, void __user *uarg);
 /* hmmgpu_residency.c */
 int hmmgpu_ioctl_residency(struct hmmgpu_file *hfile, void __user *uarg);
 void hmmgpu_launch_release(struct hmmgpu_file *hfile);
+__poll_t hmmgpu_launch_poll(struct hmmgpu_file *hfile, struct file *file,
+			    poll_table *wait);
 
 /* hmmgpu_vram.c */
 int hmmgpu_vram_init(struct hmmgpu_device *hdev);

@@ -295,3 +295,40 @@ void hmmgpu_launch_release(struct hmmgpu_file *hfile)
 		hmmgpu_ctx_put(hfile->ctx);
 	hfile->ctx = NULL;
 }
+
+/**
+ * hmmgpu_launch_poll() - &file_operations.poll of a device file
+ * @hfile: the file
+ * @file: the struct file
+ * @wait: the poll table
+ *
+ * The file is readable once a launch of it not yet waited for has
+ * completed: HMMGPU_IOCTL_WAIT then returns at once.
+ *
+ * Context: process context.
+ * Return: EPOLLIN | EPOLLRDNORM when readable, else 0.
+ */
+__poll_t hmmgpu_launch_poll(struct hmmgpu_file *hfile, struct file *file,
+			    poll_table *wait)
+{
+	struct hmmgpu_device *hdev = hfile->hdev;
+	struct hmmgpu_launch_rec *rec;
+	__poll_t mask = 0;
+	unsigned int i;
+
+	for (i = 0; i < hdev->num_compute; i++) {
+		struct hmmgpu_queue *q;
+
+		q = hmmgpu_queue_get(hdev, 1 + hdev->num_channels + i);
+		poll_wait(file, &q->wq, wait);
+	}
+	mutex_lock(&hfile->lock);
+	list_for_each_entry(rec, &hfile->launches, link) {
+		if (hmmgpu_queue_job_done(rec->q, &rec->job)) {
+			mask = EPOLLIN | EPOLLRDNORM;
+			break;
+		}
+	}
+	mutex_unlock(&hfile->lock);
+	return mask;
+}

@@ -753,3 +753,16 @@ int hmmgpu_queue_exec(struct hmmgpu_queue *q, struct hmmgpu_cmd *cmd)
 	hmmgpu_job_end(q, &job);
 	return ret;
 }
+
+/**
+ * hmmgpu_queue_job_done() - whether a submitted job has completed
+ * @q: the queue
+ * @job: the job, from hmmgpu_queue_submit()
+ *
+ * Context: any but hard IRQ.
+ * Return: true once its completion was signalled.
+ */
+bool hmmgpu_queue_job_done(struct hmmgpu_queue *q, struct hmmgpu_job *job)
+{
+	return hmmgpu_job_done(q, job);
+}

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -509,6 +510,28 @@ TEST_P(Compute, AsyncLaunchAndWait) {
     EXPECT_EQ(w.result, (s + 1) * (n * (n - 1) / 2));
     EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_WAIT, &w), -ENOENT);
   }
+}
+
+// poll() reports the file readable once an asynchronous launch has
+// completed, until it is waited for.
+TEST_P(Compute, PollForCompletion) {
+  Mapping m(64 * kPage);
+  pollfd p{.fd = fd_.get(), .events = POLLIN, .revents = 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0);  // nothing pending
+  hmmgpu_launch l{};
+  l.kernel = HMMGPU_KERNEL_FILL_U32;
+  l.count = m.size() / 4;
+  l.x = reinterpret_cast<uintptr_t>(m.get());
+  l.scalar = 8;
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_LAUNCH, &l), 0);
+  ASSERT_EQ(poll(&p, 1, 30000), 1);
+  EXPECT_EQ(p.revents & POLLIN, POLLIN);
+  hmmgpu_wait w{};
+  w.fence = l.fence;
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_WAIT, &w), 0);  // returns at once
+  EXPECT_EQ(w.error, 0);
+  EXPECT_EQ(poll(&p, 1, 0), 0);
+  EXPECT_EQ(reinterpret_cast<uint32_t*>(m.get())[m.size() / 4 - 1], 8u);
 }
 
 // Bad launches and waits are rejected before anything runs.

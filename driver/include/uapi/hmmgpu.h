@@ -357,7 +357,9 @@ struct hmmgpu_launch {
  *
  * Waits for a launch of this file made without HMMGPU_LAUNCH_WAIT and
  * returns its results; a launch's results are returned once. Output fields
- * are ignored on input (here and in struct hmmgpu_launch).
+ * are ignored on input (here and in struct hmmgpu_launch). poll(2) and
+ * epoll report the file readable (POLLIN) while a launch of it has
+ * completed and not been waited for; POLLERR once the device is gone.
  *
  * Errors: -EINVAL (see above); -ENOENT no launch of this file with that
  * fence is pending on the stream; -ETIME the launch did not complete within
