@@ -343,6 +343,9 @@ static long hmmgpu_ioctl(struct file *file, unsigned int cmd,
 	case HMMGPU_IOCTL_RESIDENCY:
 		fn = hmmgpu_ioctl_residency;
 		break;
+	case HMMGPU_IOCTL_ADVISE:
+		fn = hmmgpu_ioctl_advise;
+		break;
 	default:
 		return -ENOTTY;
 	}
@@ -385,6 +388,7 @@ static int hmmgpu_release(struct inode *inode, struct file *file)
 	down_read(&hdev->unplug_lock);
 	hmmgpu_launch_release(hfile);
 	up_read(&hdev->unplug_lock);
+	hmmgpu_mm_put(hfile->advice);
 	mmdrop(hfile->mm);
 	put_device(&hfile->hdev->dev);
 	kfree(hfile);

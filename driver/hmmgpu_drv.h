@@ -552,6 +552,18 @@ struct hmmgpu_device {
 	struct work_struct fault_work;
 };
 
+struct hmmgpu_mm;
+
+/**
+ * struct hmmgpu_advice_attrs - the advice of an address range
+ * @preferred: 0 (none), 1 (the CPU) or 2 + N (the device hmmgpuN)
+ * @accessed_by: bit N: the device hmmgpuN accesses the range
+ */
+struct hmmgpu_advice_attrs {
+	u32 preferred;
+	u64 accessed_by;
+};
+
 /**
  * struct hmmgpu_ctx - a device address space mirroring a process
  * @hdev: the device
@@ -567,6 +579,7 @@ struct hmmgpu_device {
  * @lock: protects the page table and @dma (taken by the notifiers)
  * @dma: the DMA address (xa value, in pages) of each mapped system page,
  *	by page index
+ * @advice: the process's advice (hmmgpu_advice.c)
  */
 struct hmmgpu_ctx {
 	struct hmmgpu_device *hdev;
@@ -580,6 +593,7 @@ struct hmmgpu_ctx {
 	bool dead;
 	struct mutex lock;		/* see above */
 	struct xarray dma;
+	struct hmmgpu_mm *advice;
 };
 
 /**
@@ -591,6 +605,7 @@ struct hmmgpu_ctx {
  * @ctx: the device address space, created by the first launch
  * @launches: launches not yet waited for (&struct hmmgpu_launch_rec)
  * @nlaunches: entries of @launches
+ * @advice: the process's advice, once the file has set some
  */
 struct hmmgpu_file {
 	struct hmmgpu_device *hdev;
@@ -599,6 +614,7 @@ struct hmmgpu_file {
 	struct hmmgpu_ctx *ctx;
 	struct list_head launches;
 	unsigned int nlaunches;
+	struct hmmgpu_mm *advice;
 };
 
 static inline struct hmmgpu_device *to_hmmgpu_device(struct device *dev)
@@ -686,6 +702,15 @@ int hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va, unsigned long npages,
 /* hmmgpu_launch.c */
 int hmmgpu_ioctl_launch(struct hmmgpu_file *hfile, void __user *uarg);
 int hmmgpu_ioctl_wait(struct hmmgpu_file *hfile, void __user *uarg);
+
+/* hmmgpu_advice.c */
+int hmmgpu_ioctl_advise(struct hmmgpu_file *hfile, void __user *uarg);
+struct hmmgpu_mm *hmmgpu_mm_get(struct mm_struct *mm);
+void hmmgpu_mm_put(struct hmmgpu_mm *hm);
+unsigned long hmmgpu_advice_lookup(struct hmmgpu_mm *hm, unsigned long addr,
+				   struct hmmgpu_advice_attrs *attrs);
+bool hmmgpu_advice_migrate(const struct hmmgpu_advice_attrs *attrs,
+			   unsigned int minor);
 
 /* hmmgpu_residency.c */
 int hmmgpu_ioctl_residency(struct hmmgpu_file *hfile, void __user *uarg);

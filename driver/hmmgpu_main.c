@@ -3,6 +3,7 @@
  * hmmgpu: module entry points and parameters
  */
 
+#include <linux/mmu_notifier.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/printk.h>
@@ -99,6 +100,8 @@ static void __exit hmmgpu_exit(void)
 	hmmgpu_sysram_exit();
 	hmmgpu_emu_exit();
 	hmmgpu_core_exit();
+	/* The advice of processes is freed after an SRCU grace period. */
+	mmu_notifier_synchronize();
 }
 module_exit(hmmgpu_exit);
 

@@ -294,28 +294,9 @@ err_release:
 	return ret;
 }
 
-/**
- * hmmgpu_ctx_map() - map pages of the process for the device
- * @ctx: the context
- * @va: the first page
- * @npages: pages, all in the region of @va
- * @write: the device wants to write them
- *
- * With the fault_migrate policy (the default), first moves the pages to
- * this device's VRAM (zeroed VRAM for pages never touched), where they can.
- * Then faults them in as the CPU would (hmm_range_fault()), for writing
- * when @write, and maps them in the device page table with the permission
- * the CPU has, where they lie: this VRAM, a peer's, or system memory.
- *
- * Context: process context (the fault worker); takes the mmap lock.
- * Return: 0; -EFAULT when a page is not mapped in the process or not with
- * the access asked for, -EBUSY when the process is exiting or invalidations
- * kept racing; -EOPNOTSUPP for a page in another kind of device's memory;
- * -ENOMEM; -ENODEV when the context was torn down. On an error no page of
- * the run is mapped.
- */
-int hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va, unsigned long npages,
-		   bool write)
+/* hmmgpu_ctx_map() for pages of one advice; @migrate: move them first. */
+static int __hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va,
+			    unsigned long npages, bool write, bool migrate)
 {
 	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
 	struct hmmgpu_map_run *run;
@@ -349,7 +330,7 @@ int hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va, unsigned long npages,
 	if (!mmget_not_zero(ctx->mm))
 		goto out_unlock;
 	/* First touch: the pages move to this device, where they can. */
-	if (READ_ONCE(hmmgpu_fault_migrate))
+	if (migrate)
 		hmmgpu_migrate_for_device(ctx->hdev, ctx->mm, va, range.end);
 	do {
 		if (time_after(jiffies, timeout)) {
@@ -387,6 +368,48 @@ out_unlock:
 	mutex_unlock(&ctx->regions_lock);
 	kvfree(run);
 	return ret == -EPERM ? -EFAULT : ret;
+}
+
+/**
+ * hmmgpu_ctx_map() - map pages of the process for the device
+ * @ctx: the context
+ * @va: the first page
+ * @npages: pages, all in the region of @va
+ * @write: the device wants to write them
+ *
+ * Pages whose advice (hmmgpu_advice.c) or, without advice, the
+ * fault_migrate policy (the default) asks for it first move to this
+ * device's VRAM (zeroed VRAM for pages never touched), where they can.
+ * Then they are faulted in as the CPU would (hmm_range_fault()), for
+ * writing when @write, and mapped in the device page table with the
+ * permission the CPU has, where they lie: this VRAM, a peer's, or system
+ * memory.
+ *
+ * Context: process context (the fault worker); takes the mmap lock.
+ * Return: 0; -EFAULT when a page is not mapped in the process or not with
+ * the access asked for, -EBUSY when the process is exiting or invalidations
+ * kept racing; -EOPNOTSUPP for a page in another kind of device's memory;
+ * -ENOMEM; -ENODEV when the context was torn down. On an error the pages
+ * of the run from the range of advice that failed on are not mapped.
+ */
+int hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va, unsigned long npages,
+		   bool write)
+{
+	u64 end = va + (npages << PAGE_SHIFT), next;
+	struct hmmgpu_advice_attrs attrs;
+	bool migrate;
+	int ret;
+
+	for (; va < end; va = next) {
+		next = min_t(u64, end,
+			     hmmgpu_advice_lookup(ctx->advice, va, &attrs));
+		migrate = hmmgpu_advice_migrate(&attrs, ctx->hdev->minor);
+		ret = __hmmgpu_ctx_map(ctx, va, (next - va) >> PAGE_SHIFT,
+				       write, migrate);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 static int hmmgpu_ctx_bind(struct hmmgpu_ctx *ctx, u64 root)
@@ -432,9 +455,14 @@ struct hmmgpu_ctx *hmmgpu_ctx_create(struct hmmgpu_device *hdev,
 	if (ret)
 		goto err_free;
 	ctx->index = index;
+	ctx->advice = hmmgpu_mm_get(mm);
+	if (IS_ERR(ctx->advice)) {
+		ret = PTR_ERR(ctx->advice);
+		goto err_erase;
+	}
 	ret = hdev->ops->mmu_alloc(hdev, &ctx->pt, &ctx->root);
 	if (ret)
-		goto err_erase;
+		goto err_advice;
 	ret = hmmgpu_ctx_bind(ctx, ctx->root);
 	if (ret)
 		goto err_mmu;
@@ -443,6 +471,8 @@ struct hmmgpu_ctx *hmmgpu_ctx_create(struct hmmgpu_device *hdev,
 
 err_mmu:
 	hdev->ops->mmu_free(hdev, ctx->pt);
+err_advice:
+	hmmgpu_mm_put(ctx->advice);
 err_erase:
 	xa_erase(&hdev->contexts, index);
 err_free:
@@ -474,6 +504,7 @@ static void hmmgpu_ctx_release(struct kref *ref)
 {
 	struct hmmgpu_ctx *ctx = container_of(ref, struct hmmgpu_ctx, ref);
 
+	hmmgpu_mm_put(ctx->advice);
 	mmdrop(ctx->mm);
 	kfree(ctx);
 }

@@ -344,6 +344,114 @@ TEST_P(Compute, PeerMapping) {
   EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_PEER));
 }
 
+// HMMGPU_IOCTL_ADVISE of [p, p + len).
+int advise(int fd, const void* p, size_t len, uint32_t advice) {
+  hmmgpu_advise a{};
+  a.addr = reinterpret_cast<uintptr_t>(p);
+  a.length = len;
+  a.advice = advice;
+  return xioctl(fd, HMMGPU_IOCTL_ADVISE, &a);
+}
+
+// Runs of `runs` with location `loc`, as pages.
+size_t pages_at(const std::vector<hmmgpu_run>& runs, uint32_t loc) {
+  size_t n = 0;
+  for (const auto& r : runs)
+    if (r.location == loc) n += r.npages;
+  return n;
+}
+
+// Preferred location CPU: the device maps system memory instead of
+// migrating; unset, the next device fault migrates again.
+TEST_P(Compute, AdvicePreferredCpu) {
+  Mapping m(8 * kPage);
+  std::memset(m.get(), 1, m.size());
+  ASSERT_EQ(advise(fd_.get(), m.get(), m.size(), HMMGPU_ADVISE_PREFERRED_CPU), 0);
+  hmmgpu_launch l{};
+  ASSERT_EQ(run(HMMGPU_KERNEL_INCREMENT_U32, m.get(), nullptr, m.size() / 4, 1, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  auto runs = residency(fd_.get(), m.get(), m.size());
+  EXPECT_EQ(pages_at(runs, HMMGPU_LOC_SYSTEM), 8u);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_SYSTEM));
+
+  ASSERT_EQ(advise(fd_.get(), m.get(), m.size(), HMMGPU_ADVISE_UNSET_PREFERRED), 0);
+  // Drop the device's mapping: a migration there and back invalidates it.
+  std::vector<uint8_t> st;
+  ASSERT_EQ(migrate(fd_.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
+  ASSERT_EQ(migrate(fd_.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_SYSTEM, &st), 0);
+  ASSERT_EQ(run(HMMGPU_KERNEL_INCREMENT_U32, m.get(), nullptr, m.size() / 4, 1, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  EXPECT_EQ(pages_at(residency(fd_.get(), m.get(), m.size()), HMMGPU_LOC_DEVICE), 8u);
+  EXPECT_EQ(reinterpret_cast<uint32_t*>(m.get())[0], 0x01010103u);
+}
+
+// Accessed-by this device: mapped where it lies; another device's
+// preferred location: same; preferred this device: migrates even with
+// fault_migrate off.
+TEST_P(Compute, AdviceAccessedByAndPreferredDevice) {
+  Mapping a(4 * kPage), b(4 * kPage);
+  std::memset(a.get(), 2, a.size());
+  std::memset(b.get(), 2, b.size());
+  ASSERT_EQ(advise(fd_.get(), a.get(), a.size(), HMMGPU_ADVISE_ACCESSED_BY), 0);
+  hmmgpu_launch l{};
+  ASSERT_EQ(run(HMMGPU_KERNEL_SUM_U64, a.get(), nullptr, a.size() / 8, 0, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  EXPECT_EQ(pages_at(residency(fd_.get(), a.get(), a.size()), HMMGPU_LOC_SYSTEM), 4u);
+
+  ParamOverride policy("fault_migrate", "N");
+  ASSERT_TRUE(policy.ok());
+  ASSERT_EQ(advise(fd_.get(), b.get(), b.size(), HMMGPU_ADVISE_PREFERRED_DEVICE), 0);
+  ASSERT_EQ(run(HMMGPU_KERNEL_SUM_U64, b.get(), nullptr, b.size() / 8, 0, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  auto runs = residency(fd_.get(), b.get(), b.size());
+  EXPECT_EQ(pages_at(runs, HMMGPU_LOC_DEVICE), 4u);
+  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_LOCAL));
+}
+
+// Advice splits: preferring the CPU for [0, 8) and unsetting [2, 4)
+// leaves pages 2 and 3 to migrate on a device fault, the rest mapped in
+// system memory; advice is dropped at munmap.
+TEST_P(Compute, AdviceSplitsAndIsDroppedAtMunmap) {
+  Mapping m(8 * kPage);
+  std::memset(m.get(), 3, m.size());
+  ASSERT_EQ(advise(fd_.get(), m.get(), m.size(), HMMGPU_ADVISE_PREFERRED_CPU), 0);
+  ASSERT_EQ(advise(fd_.get(), m.get() + 2 * kPage, 2 * kPage, HMMGPU_ADVISE_UNSET_PREFERRED), 0);
+  hmmgpu_launch l{};
+  ASSERT_EQ(run(HMMGPU_KERNEL_INCREMENT_U32, m.get(), nullptr, m.size() / 4, 1, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  auto runs = residency(fd_.get(), m.get(), m.size());
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs[0].npages, 2u);
+  EXPECT_EQ(runs[0].location, static_cast<uint32_t>(HMMGPU_LOC_SYSTEM));
+  EXPECT_EQ(runs[1].npages, 2u);
+  EXPECT_EQ(runs[1].location, static_cast<uint32_t>(HMMGPU_LOC_DEVICE));
+  EXPECT_EQ(runs[2].npages, 4u);
+  EXPECT_EQ(runs[2].location, static_cast<uint32_t>(HMMGPU_LOC_SYSTEM));
+  EXPECT_EQ(reinterpret_cast<uint32_t*>(m.get())[2 * kPage / 4], 0x03030304u);
+
+  // A new mapping at the same address has no advice: first touch migrates.
+  void* at = m.get();
+  void* again =
+      mmap(at, m.size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  ASSERT_EQ(again, at);
+  ASSERT_EQ(run(HMMGPU_KERNEL_FILL_U32, m.get(), nullptr, m.size() / 4, 5, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  EXPECT_EQ(pages_at(residency(fd_.get(), m.get(), m.size()), HMMGPU_LOC_DEVICE), 8u);
+}
+
+// Read-mostly is refused as unsupported; bad advice and unmapped ranges too.
+TEST_P(Compute, AdviceErrors) {
+  Mapping m(4 * kPage);
+  EXPECT_EQ(advise(fd_.get(), m.get(), m.size(), HMMGPU_ADVISE_READ_MOSTLY), -EOPNOTSUPP);
+  EXPECT_EQ(advise(fd_.get(), m.get(), m.size(), 0), -EINVAL);
+  EXPECT_EQ(advise(fd_.get(), m.get(), m.size(), 8), -EINVAL);
+  EXPECT_EQ(advise(fd_.get(), m.get() + 1, kPage, HMMGPU_ADVISE_PREFERRED_CPU), -EINVAL);
+  EXPECT_EQ(advise(fd_.get(), m.get(), 0, HMMGPU_ADVISE_PREFERRED_CPU), -EINVAL);
+  ASSERT_EQ(munmap(m.get() + 3 * kPage, kPage), 0);
+  EXPECT_EQ(advise(fd_.get(), m.get(), m.size(), HMMGPU_ADVISE_PREFERRED_CPU), -EFAULT);
+}
+
 // Residency reports runs up to max_runs and says where to go on; an
 // unmapped page ends the report with EFAULT; bad arguments are refused.
 TEST_P(Compute, ResidencyLimitsAndErrors) {

@@ -459,6 +459,58 @@ struct hmmgpu_residency {
 	__u64 reserved[4];
 };
 
+/**
+ * enum hmmgpu_advice - hints for a range, as cudaMemAdvise() takes them
+ * @HMMGPU_ADVISE_PREFERRED_DEVICE: the range prefers the file's device: its
+ *	faults move the pages to its VRAM (also with fault_migrate off)
+ * @HMMGPU_ADVISE_PREFERRED_CPU: the range prefers system memory: devices
+ *	map its pages where they lie instead of moving them
+ * @HMMGPU_ADVISE_UNSET_PREFERRED: forget the preferred location
+ * @HMMGPU_ADVISE_ACCESSED_BY: the file's device accesses the range: it maps
+ *	the pages where they lie instead of moving them (unless the range
+ *	prefers it)
+ * @HMMGPU_ADVISE_UNSET_ACCESSED_BY: forget the file's device as accessor
+ * @HMMGPU_ADVISE_READ_MOSTLY: not supported (-EOPNOTSUPP): read-only copies
+ *	of a page on several processors cannot be kept coherent, since the
+ *	driver cannot be told of the CPU's next write
+ * @HMMGPU_ADVISE_UNSET_READ_MOSTLY: not supported (-EOPNOTSUPP)
+ */
+enum hmmgpu_advice {
+	HMMGPU_ADVISE_PREFERRED_DEVICE = 1,
+	HMMGPU_ADVISE_PREFERRED_CPU = 2,
+	HMMGPU_ADVISE_UNSET_PREFERRED = 3,
+	HMMGPU_ADVISE_ACCESSED_BY = 4,
+	HMMGPU_ADVISE_UNSET_ACCESSED_BY = 5,
+	HMMGPU_ADVISE_READ_MOSTLY = 6,
+	HMMGPU_ADVISE_UNSET_READ_MOSTLY = 7,
+};
+
+/**
+ * struct hmmgpu_advise - HMMGPU_IOCTL_ADVISE argument
+ * @addr: in, first address, page aligned
+ * @length: in, bytes, page aligned, not 0
+ * @advice: in, enum hmmgpu_advice
+ * @flags: in, must be 0
+ * @reserved: in, must be 0
+ *
+ * Sets advice for a range of the caller's address space. Advice belongs
+ * to the process, whichever file set it: every device sees it. It steers
+ * device faults only; nothing moves when it is set (use
+ * HMMGPU_IOCTL_MIGRATE to prefetch). Advice is split and merged as ranges
+ * change and dropped when the range is unmapped.
+ *
+ * Errors: -EINVAL (see above); -EOPNOTSUPP read-mostly; -EFAULT a page of
+ * the range is not mapped; -EPERM the caller's address space is not the
+ * one that opened the file; -ENOMEM.
+ */
+struct hmmgpu_advise {
+	__u64 addr;
+	__u64 length;
+	__u32 advice;
+	__u32 flags;
+	__u64 reserved[4];
+};
+
 #define HMMGPU_IOCTL_GET_INFO	_IOR(HMMGPU_IOCTL_MAGIC, 0x00, struct hmmgpu_info)
 #define HMMGPU_IOCTL_NOP	_IOWR(HMMGPU_IOCTL_MAGIC, 0x01, struct hmmgpu_nop)
 #define HMMGPU_IOCTL_MIGRATE	_IOWR(HMMGPU_IOCTL_MAGIC, 0x02, struct hmmgpu_migrate)
@@ -467,5 +519,6 @@ struct hmmgpu_residency {
 #define HMMGPU_IOCTL_LAUNCH	_IOWR(HMMGPU_IOCTL_MAGIC, 0x04, struct hmmgpu_launch)
 #define HMMGPU_IOCTL_WAIT	_IOWR(HMMGPU_IOCTL_MAGIC, 0x05, struct hmmgpu_wait)
 #define HMMGPU_IOCTL_RESIDENCY	_IOWR(HMMGPU_IOCTL_MAGIC, 0x06, struct hmmgpu_residency)
+#define HMMGPU_IOCTL_ADVISE	_IOW(HMMGPU_IOCTL_MAGIC, 0x07, struct hmmgpu_advise)
 
 #endif /* _UAPI_HMMGPU_H */
