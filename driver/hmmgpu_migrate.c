@@ -296,6 +296,22 @@ static int hmmgpu_batch_copy_end(struct hmmgpu_batch *b, unsigned long n)
 	return ret;
 }
 
+/* Point @b->args at [@start, @end) of @vma, selecting our VRAM pages. */
+static void hmmgpu_batch_args(struct hmmgpu_batch *b,
+			      struct vm_area_struct *vma, unsigned long start,
+			      unsigned long end)
+{
+	b->args = (struct migrate_vma) {
+		.vma = vma,
+		.start = start,
+		.end = end,
+		.src = b->src,
+		.dst = b->dst,
+		.pgmap_owner = hmmgpu_pgmap_owner,
+		.flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
+	};
+}
+
 /* Why a page that mm did not select for migration stays. */
 static u8 hmmgpu_status_unselected(struct vm_area_struct *vma)
 {
@@ -455,15 +471,7 @@ static void hmmgpu_batch_start(struct hmmgpu_batch *b,
 	mmap_assert_locked(vma->vm_mm);
 	hmmgpu_batch_reset(b, n, dir);
 	b->populate = populate;
-	b->args = (struct migrate_vma) {
-		.vma = vma,
-		.start = start,
-		.end = end,
-		.src = b->src,
-		.dst = b->dst,
-		.pgmap_owner = hmmgpu_pgmap_owner,
-		.flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
-	};
+	hmmgpu_batch_args(b, vma, start, end);
 	if (dir == HMMGPU_COPY_TO_VRAM)
 		b->args.flags |= MIGRATE_VMA_SELECT_SYSTEM;
 	if (migrate_vma_setup(&b->args)) {
@@ -856,16 +864,8 @@ vm_fault_t hmmgpu_migrate_to_ram(struct vm_fault *vmf)
 		goto out_trace;
 	}
 	hmmgpu_batch_reset(b, n, HMMGPU_COPY_TO_SYSTEM);
-	b->args = (struct migrate_vma) {
-		.vma = vmf->vma,
-		.start = start,
-		.end = end,
-		.src = b->src,
-		.dst = b->dst,
-		.pgmap_owner = hmmgpu_pgmap_owner,
-		.flags = MIGRATE_VMA_SELECT_DEVICE_PRIVATE,
-		.fault_page = vmf->page,
-	};
+	hmmgpu_batch_args(b, vmf->vma, start, end);
+	b->args.fault_page = vmf->page;
 	if (migrate_vma_setup(&b->args)) {
 		ret = VM_FAULT_SIGBUS;
 		goto out_free;
