@@ -428,6 +428,7 @@ static void hmmgpu_device_release(struct device *dev)
 
 	/* A fault interrupt may have queued the worker after unregister. */
 	cancel_work_sync(&hdev->fault_work);
+	kvfree(hdev->fault_batch);
 	xa_destroy(&hdev->contexts);
 	for (i = 0; i < hdev->num_queues; i++)
 		mutex_destroy(&hmmgpu_queue_get(hdev, i)->lock);

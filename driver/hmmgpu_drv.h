@@ -516,6 +516,7 @@ struct hmmgpu_backend_ops {
  * @contexts: the device address spaces by hardware context index (an
  *	allocating xarray), with %HMMGPU_CAP_COMPUTE
  * @fault_work: services the faults the hardware reports
+ * @fault_batch: the fault worker's scratch space, allocated on first use
  * @debugfs: the device's debugfs directory hmmgpu/hmmgpuN, or NULL or an
  *	error pointer when there is none
  *
@@ -550,9 +551,12 @@ struct hmmgpu_device {
 	struct dentry *debugfs;
 	struct xarray contexts;
 	struct work_struct fault_work;
+	struct hmmgpu_fault_batch *fault_batch;
 };
 
 struct hmmgpu_mm;
+struct hmmgpu_map_run;
+struct hmmgpu_fault_batch;
 
 /**
  * struct hmmgpu_advice_attrs - the advice of an address range
@@ -580,6 +584,7 @@ struct hmmgpu_advice_attrs {
  * @dma: the DMA address (xa value, in pages) of each mapped system page,
  *	by page index
  * @advice: the process's advice (hmmgpu_advice.c)
+ * @map_run: hmmgpu_ctx_map()'s scratch space, used under @regions_lock
  */
 struct hmmgpu_ctx {
 	struct hmmgpu_device *hdev;
@@ -594,6 +599,7 @@ struct hmmgpu_ctx {
 	struct mutex lock;		/* see above */
 	struct xarray dma;
 	struct hmmgpu_mm *advice;
+	struct hmmgpu_map_run *map_run;
 };
 
 /**

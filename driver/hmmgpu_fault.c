@@ -209,7 +209,10 @@ void hmmgpu_fault_work(struct work_struct *work)
 	unsigned int n;
 	bool dropped;
 
-	fb = kvmalloc(sizeof(*fb), GFP_KERNEL);
+	/* The work item never runs concurrently with itself. */
+	if (!hdev->fault_batch)
+		hdev->fault_batch = kvmalloc(sizeof(*fb), GFP_KERNEL);
+	fb = hdev->fault_batch;
 	if (!fb)
 		return;
 	while (!hmmgpu_device_usable(hdev)) {
@@ -227,5 +230,4 @@ void hmmgpu_fault_work(struct work_struct *work)
 		atomic64_inc(&hdev->stats.fault_replays);
 		cond_resched();
 	}
-	kvfree(fb);
 }

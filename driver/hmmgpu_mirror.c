@@ -299,7 +299,7 @@ static int __hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va,
 			    unsigned long npages, bool write, bool migrate)
 {
 	unsigned long timeout = jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
-	struct hmmgpu_map_run *run;
+	struct hmmgpu_map_run *run = ctx->map_run;
 	struct hmmgpu_region *r;
 	struct hmm_range range = {
 		.start = va,
@@ -314,11 +314,9 @@ static int __hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va,
 	if (WARN_ON_ONCE(!npages || (va >> HMMGPU_REGION_SHIFT) !=
 			 ((range.end - 1) >> HMMGPU_REGION_SHIFT)))
 		return -EINVAL;
-	run = kvmalloc(sizeof(*run), GFP_KERNEL);
-	if (!run)
-		return -ENOMEM;
 	range.hmm_pfns = run->pfns;
 
+	/* Also serialises the use of @run. */
 	mutex_lock(&ctx->regions_lock);
 	r = hmmgpu_ctx_region(ctx, va);
 	if (IS_ERR(r)) {
@@ -366,7 +364,6 @@ static int __hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va,
 	mmput(ctx->mm);
 out_unlock:
 	mutex_unlock(&ctx->regions_lock);
-	kvfree(run);
 	return ret == -EPERM ? -EFAULT : ret;
 }
 
@@ -441,6 +438,11 @@ struct hmmgpu_ctx *hmmgpu_ctx_create(struct hmmgpu_device *hdev,
 	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
 	if (!ctx)
 		return ERR_PTR(-ENOMEM);
+	ctx->map_run = kvmalloc(sizeof(*ctx->map_run), GFP_KERNEL);
+	if (!ctx->map_run) {
+		kfree(ctx);
+		return ERR_PTR(-ENOMEM);
+	}
 	ctx->hdev = hdev;
 	ctx->mm = mm;
 	mmgrab(mm);
@@ -477,6 +479,7 @@ err_erase:
 	xa_erase(&hdev->contexts, index);
 err_free:
 	mmdrop(mm);
+	kvfree(ctx->map_run);
 	kfree(ctx);
 	return ERR_PTR(ret);
 }
@@ -506,6 +509,7 @@ static void hmmgpu_ctx_release(struct kref *ref)
 
 	hmmgpu_mm_put(ctx->advice);
 	mmdrop(ctx->mm);
+	kvfree(ctx->map_run);
 	kfree(ctx);
 }
 
