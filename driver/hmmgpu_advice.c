@@ -359,6 +359,25 @@ bool hmmgpu_advice_migrate(const struct hmmgpu_advice_attrs *attrs,
 	return READ_ONCE(hmmgpu_fault_migrate);
 }
 
+/*
+ * Forget the ranges overlapping [@start, @last], or with @inside only those
+ * lying wholly inside it. Under the lock (or with no user left).
+ */
+static void hmmgpu_advice_drop(struct hmmgpu_mm *hm, unsigned long start,
+			       unsigned long last, bool inside)
+{
+	struct interval_tree_node *it, *next;
+
+	for (it = interval_tree_iter_first(&hm->ranges, start, last); it;
+	     it = next) {
+		next = interval_tree_iter_next(it, start, last);
+		if (inside && (it->start < start || it->last > last))
+			continue;
+		interval_tree_remove(it, &hm->ranges);
+		kfree(container_of(it, struct hmmgpu_advice_range, it));
+	}
+}
+
 static int hmmgpu_mm_invalidate_start(struct mmu_notifier *mn,
 				      const struct mmu_notifier_range *range)
 {
@@ -368,7 +387,6 @@ static int hmmgpu_mm_invalidate_start(struct mmu_notifier *mn,
 	struct hmmgpu_advice_seg seg[7];	/* 2 * 2 + 3 */
 	struct hmmgpu_advice_range *nodes[2];
 	unsigned long last = range->end - 1;
-	struct interval_tree_node *it;
 	unsigned int i;
 
 	if (range->event != MMU_NOTIFY_UNMAP)
@@ -378,26 +396,11 @@ static int hmmgpu_mm_invalidate_start(struct mmu_notifier *mn,
 	else if (!mutex_trylock(&hm->lock))
 		return -EAGAIN;
 	/* Ranges inside go; the (at most two) that stick out are cut. */
-	it = interval_tree_iter_first(&hm->ranges, range->start, last);
-	while (it) {
-		struct interval_tree_node *next =
-			interval_tree_iter_next(it, range->start, last);
-
-		if (it->start >= range->start && it->last <= last) {
-			interval_tree_remove(it, &hm->ranges);
-			kfree(container_of(it, struct hmmgpu_advice_range, it));
-		}
-		it = next;
-	}
+	hmmgpu_advice_drop(hm, range->start, last, true);
 	sc.seg = seg;
 	sc.nodes = nodes;
 	sc.spare = spare;
-	sc.n = 0;
-	for (it = interval_tree_iter_first(&hm->ranges, range->start ?
-					   range->start - 1 : 0, last + 1);
-	     it; it = interval_tree_iter_next(it, range->start ?
-					      range->start - 1 : 0, last + 1))
-		sc.n++;
+	sc.n = hmmgpu_advice_count(hm, range->start, last);
 	for (i = 0; i < ARRAY_SIZE(spare); i++) {
 		spare[i] = kzalloc(sizeof(*spare[i]), GFP_NOWAIT | __GFP_NOWARN);
 		if (spare[i])
@@ -408,15 +411,7 @@ static int hmmgpu_mm_invalidate_start(struct mmu_notifier *mn,
 	if (sc.n > ARRAY_SIZE(nodes) ||
 	    hmmgpu_advice_apply(hm, &sc, range->start, last, 0, 0)) {
 		/* No memory to cut: the advice of the ranges touched goes. */
-		it = interval_tree_iter_first(&hm->ranges, range->start, last);
-		while (it) {
-			struct interval_tree_node *next =
-				interval_tree_iter_next(it, range->start, last);
-
-			interval_tree_remove(it, &hm->ranges);
-			kfree(container_of(it, struct hmmgpu_advice_range, it));
-			it = next;
-		}
+		hmmgpu_advice_drop(hm, range->start, last, false);
 	}
 	while (sc.nfree)
 		kfree(spare[--sc.nfree]);
@@ -438,12 +433,8 @@ static struct mmu_notifier *hmmgpu_mm_alloc(struct mm_struct *mm)
 static void hmmgpu_mm_free(struct mmu_notifier *mn)
 {
 	struct hmmgpu_mm *hm = container_of(mn, struct hmmgpu_mm, mn);
-	struct interval_tree_node *it;
 
-	while ((it = interval_tree_iter_first(&hm->ranges, 0, ULONG_MAX))) {
-		interval_tree_remove(it, &hm->ranges);
-		kfree(container_of(it, struct hmmgpu_advice_range, it));
-	}
+	hmmgpu_advice_drop(hm, 0, ULONG_MAX, false);
 	mutex_destroy(&hm->lock);
 	kfree(hm);
 }
