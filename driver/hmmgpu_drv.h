@@ -43,6 +43,8 @@
 #define HMMGPU_REGION_PAGES	(HMMGPU_REGION_SIZE >> PAGE_SHIFT)
 /* At most this many pages per copy command (one OP_COPY_LIST). */
 #define HMMGPU_COPY_MAX_PAGES	4096
+/* Nodes of the prefetcher's tree over a region, in heap order from 1. */
+#define HMMGPU_PREFETCH_TREE	(2 * HMMGPU_REGION_PAGES)
 
 struct dentry;
 struct hmmgpu_device;
@@ -588,6 +590,21 @@ struct hmmgpu_map_run;
 struct hmmgpu_fault_batch;
 
 /**
+ * struct hmmgpu_thrash - thrashing detection state of one region of a
+ *	context (hmmgpu_policy.c), protected by &hmmgpu_ctx.lock
+ * @arrived: per page, when it was last mapped from the device's VRAM
+ * @left: per page, when a migration then unmapped it, or 0
+ * @until: per page, the end of its pinning to remote mappings, or 0
+ * @bounces: per page, quick rounds away and back in a row
+ */
+struct hmmgpu_thrash {
+	u32 arrived[HMMGPU_REGION_PAGES];
+	u32 left[HMMGPU_REGION_PAGES];
+	u32 until[HMMGPU_REGION_PAGES];
+	u8 bounces[HMMGPU_REGION_PAGES];
+};
+
+/**
  * struct hmmgpu_advice_attrs - the advice of an address range
  * @preferred: 0 (none), 1 (the CPU) or 2 + N (the device hmmgpuN)
  * @accessed_by: bit N: the device hmmgpuN accesses the range
@@ -677,6 +694,10 @@ extern unsigned int hmmgpu_sysram_vram_mb;
 extern unsigned int hmmgpu_sysram_channels;
 extern unsigned int hmmgpu_fault_around_pages;
 extern bool hmmgpu_fault_migrate;
+extern unsigned int hmmgpu_prefetch_threshold;
+extern unsigned int hmmgpu_thrash_threshold;
+extern unsigned int hmmgpu_thrash_lapse_ms;
+extern unsigned int hmmgpu_thrash_pin_ms;
 
 /* hmmgpu_device.c */
 int hmmgpu_core_init(void);
@@ -736,6 +757,22 @@ void hmmgpu_ctx_put(struct hmmgpu_ctx *ctx);
 void hmmgpu_ctx_destroy(struct hmmgpu_ctx *ctx);
 int hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va, unsigned long npages,
 		   bool write);
+int hmmgpu_ctx_fault(struct hmmgpu_ctx *ctx, u64 base,
+		     const unsigned long *faulted, const unsigned long *write,
+		     bool prefetch);
+void hmmgpu_ctx_map_resident(struct hmmgpu_ctx *ctx, u64 start, u64 end);
+struct hmmgpu_ctx *hmmgpu_file_ctx(struct hmmgpu_file *hfile);
+
+/* hmmgpu_policy.c */
+void hmmgpu_prefetch_select(const unsigned long *faulted,
+			    const unsigned long *counted,
+			    const unsigned long *allowed,
+			    unsigned long *prefetch, u16 *count);
+u32 hmmgpu_thrash_now(void);
+void hmmgpu_thrash_arrive(struct hmmgpu_thrash *t, unsigned int page, u32 now);
+void hmmgpu_thrash_leave(struct hmmgpu_thrash *t, unsigned int page, u32 now);
+bool hmmgpu_thrash_return(struct hmmgpu_thrash *t, unsigned int page, u32 now);
+bool hmmgpu_thrash_pinned(struct hmmgpu_thrash *t, unsigned int page, u32 now);
 
 /* hmmgpu_launch.c */
 int hmmgpu_ioctl_launch(struct hmmgpu_file *hfile, void __user *uarg);
@@ -777,7 +814,7 @@ unsigned long hmmgpu_migrate_evict(unsigned long start_pfn,
 				   unsigned long npages, bool lossy);
 int hmmgpu_migrate_for_device(struct hmmgpu_device *hdev,
 			      struct mm_struct *mm, unsigned long start,
-			      unsigned long end);
+			      unsigned long end, u8 *status);
 
 /* hmmgpu_emu.c */
 int hmmgpu_emu_init(void);

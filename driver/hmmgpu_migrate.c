@@ -707,6 +707,21 @@ static int hmmgpu_migrate_mm(struct hmmgpu_migrate_ctx *ctx,
 	return 0;
 }
 
+/*
+ * After a migration to the device, map what is now in its VRAM in the
+ * file's device address space, if it has one: a prefetch is followed by
+ * launches, which then do not fault on the pages.
+ */
+static void hmmgpu_migrate_map(struct hmmgpu_file *hfile, u64 start, u64 end)
+{
+	struct hmmgpu_ctx *ctx = hmmgpu_file_ctx(hfile);
+
+	if (!ctx)
+		return;
+	hmmgpu_ctx_map_resident(ctx, start, end);
+	hmmgpu_ctx_put(ctx);
+}
+
 /**
  * hmmgpu_ioctl_migrate() - HMMGPU_IOCTL_MIGRATE
  * @hfile: the open file
@@ -754,6 +769,8 @@ int hmmgpu_ioctl_migrate(struct hmmgpu_file *hfile, void __user *uarg)
 	args.resident = 0;
 	args.failed = 0;
 	ret = hmmgpu_migrate_mm(ctx, &args);
+	if (!ret && ctx->dir == HMMGPU_COPY_TO_VRAM)
+		hmmgpu_migrate_map(hfile, args.addr, args.addr + args.length);
 	mmput(ctx->mm);
 	if (!ret && copy_to_user(uarg, &args, sizeof(args)))
 		ret = -EFAULT;
@@ -770,40 +787,46 @@ out_free:
  * @mm: the address space, with a reference
  * @start: first page
  * @end: end of the range, at most %HMMGPU_MIGRATE_BATCH pages after @start
+ * @status: out, per page of the range, its enum hmmgpu_page_status
+ *	(%HMMGPU_PAGE_NOT_PRESENT where nothing is mapped)
  *
  * The device fault service's first-touch policy: the anonymous pages of
- * the range move to @hdev's VRAM, holes (pages never touched) get zeroed
- * VRAM pages. Pages that cannot move (file pages, pages on another device,
- * busy pages, VRAM exhausted) stay where they are; the device maps them
- * there.
+ * the range, in whichever VMAs, move to @hdev's VRAM, holes (pages never
+ * touched) get zeroed VRAM pages, pages in a peer's VRAM move VRAM to
+ * VRAM. Pages that cannot move (file pages, pages on a device that is not
+ * a peer, busy pages, VRAM exhausted) stay where they are; the device maps
+ * them there.
  *
  * Context: process context, takes the mmap lock for read.
- * Return: 0, -EFAULT when @start is not mapped, -ENOMEM.
+ * Return: 0 or -ENOMEM.
  */
 int hmmgpu_migrate_for_device(struct hmmgpu_device *hdev,
 			      struct mm_struct *mm, unsigned long start,
-			      unsigned long end)
+			      unsigned long end, u8 *status)
 {
+	unsigned long addr = start, next;
 	struct vm_area_struct *vma;
 	struct hmmgpu_batch *b;
-	int ret = 0;
 
 	b = hmmgpu_batch_alloc((end - start) >> PAGE_SHIFT, GFP_KERNEL);
 	if (!b)
 		return -ENOMEM;
+	memset(status, HMMGPU_PAGE_NOT_PRESENT, (end - start) >> PAGE_SHIFT);
 	mmap_read_lock(mm);
-	vma = vma_lookup(mm, start);
-	if (!vma) {
-		ret = -EFAULT;
-		goto out_unlock;
+	for (; addr < end; addr = next) {
+		vma = find_vma(mm, addr);
+		if (!vma || vma->vm_start >= end)
+			break;
+		addr = max(addr, vma->vm_start);
+		next = min(end, vma->vm_end);
+		b->status = status + ((addr - start) >> PAGE_SHIFT);
+		hmmgpu_batch_start(b, hdev, vma, addr, next,
+				   HMMGPU_COPY_TO_VRAM, true);
+		hmmgpu_batch_finish(b);
 	}
-	end = min(end, vma->vm_end);
-	hmmgpu_batch_start(b, hdev, vma, start, end, HMMGPU_COPY_TO_VRAM, true);
-	hmmgpu_batch_finish(b);
-out_unlock:
 	mmap_read_unlock(mm);
 	kvfree(b);
-	return ret;
+	return 0;
 }
 
 /* The aligned fault-around window of @vmf, clamped to its VMA. */

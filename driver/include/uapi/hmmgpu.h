@@ -178,6 +178,10 @@ enum hmmgpu_page_status {
  * split) and written pages of private file mappings move; other pages are
  * reported in @status and counted in @failed. Partial success returns 0.
  *
+ * To a device with HMMGPU_CAP_COMPUTE, once the file has launched, the
+ * pages of the range in the device's VRAM are also mapped in its device
+ * address space (1.4), so that the next launches do not fault on them.
+ *
  * The file must be used by the process that opened it: the device binds
  * the opener's address space at open().
  *
