@@ -498,11 +498,19 @@ static bool hmmgpu_advice_range_valid(u64 addr, u64 length)
 	       addr + length > addr && addr + length <= TASK_SIZE;
 }
 
-/* The advice of the file's process, created on first use. */
-static struct hmmgpu_mm *hmmgpu_file_advice(struct hmmgpu_file *hfile)
+/*
+ * The advice of the file's process, created on first use, for a call of
+ * that process on a range that is mapped.
+ */
+static struct hmmgpu_mm *hmmgpu_file_advice(struct hmmgpu_file *hfile,
+					    u64 addr, u64 length)
 {
 	struct hmmgpu_mm *hm;
 
+	if (current->mm != hfile->mm)
+		return ERR_PTR(-EPERM);
+	if (!hmmgpu_advice_mapped(hfile->mm, addr, addr + length))
+		return ERR_PTR(-EFAULT);
 	mutex_lock(&hfile->lock);
 	hm = hfile->advice;
 	if (!hm) {
@@ -537,13 +545,7 @@ int hmmgpu_ioctl_advise(struct hmmgpu_file *hfile, void __user *uarg)
 		return -EINVAL;
 	if (args.advice >= HMMGPU_ADVISE_READ_MOSTLY)
 		return -EOPNOTSUPP;
-	if (current->mm != hfile->mm)
-		return -EPERM;
-	if (!hmmgpu_advice_mapped(hfile->mm, args.addr,
-				  args.addr + args.length))
-		return -EFAULT;
-
-	hm = hmmgpu_file_advice(hfile);
+	hm = hmmgpu_file_advice(hfile, args.addr, args.length);
 	if (IS_ERR(hm))
 		return PTR_ERR(hm);
 	ret = hmmgpu_advice_set(hm, args.addr, args.addr + args.length,
@@ -594,12 +596,7 @@ int hmmgpu_ioctl_get_advice(struct hmmgpu_file *hfile, void __user *uarg)
 	if (args.flags || memchr_inv(args.reserved, 0, sizeof(args.reserved)) ||
 	    !hmmgpu_advice_range_valid(args.addr, args.length))
 		return -EINVAL;
-	if (current->mm != hfile->mm)
-		return -EPERM;
-	if (!hmmgpu_advice_mapped(hfile->mm, args.addr,
-				  args.addr + args.length))
-		return -EFAULT;
-	hm = hmmgpu_file_advice(hfile);
+	hm = hmmgpu_file_advice(hfile, args.addr, args.length);
 	if (IS_ERR(hm))
 		return PTR_ERR(hm);
 

@@ -476,6 +476,35 @@ static void hmmgpu_map_run_request(struct hmmgpu_map_run *run, bool fault)
 }
 
 /*
+ * hmm_range_fault() of @range, the pages of @run from @run->lo (requesting
+ * what @fault says), retried while it races with invalidations, until
+ * @timeout. Return: its result.
+ */
+static int hmmgpu_map_run_hmm(struct hmmgpu_ctx *ctx, struct hmm_range *range,
+			      struct hmmgpu_map_run *run, bool fault,
+			      unsigned long timeout)
+{
+	int ret;
+
+	do {
+		if (time_after(jiffies, timeout))
+			return -EBUSY;
+		hmmgpu_map_run_request(run, fault);
+		range->notifier_seq = mmu_interval_read_begin(range->notifier);
+		mmap_read_lock(ctx->mm);
+		ret = hmm_range_fault(range);
+		mmap_read_unlock(ctx->mm);
+	} while (ret == -EBUSY);
+	return ret;
+}
+
+/* The timeout of one hmm_range_fault() loop, from now. */
+static unsigned long hmmgpu_map_run_timeout(void)
+{
+	return jiffies + msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+}
+
+/*
  * Fault in (@fault) or only look up the pages of @run->want as the CPU
  * would, for writing those in @run->write, and map them. @owner is the
  * device-private owner hmm_range_fault() leaves VRAM pages to, NULL to
@@ -485,8 +514,7 @@ static int hmmgpu_map_run_fault(struct hmmgpu_ctx *ctx, struct hmmgpu_region *r,
 				struct hmmgpu_map_run *run, bool fault,
 				void *owner)
 {
-	unsigned long timeout = jiffies +
-				msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	unsigned long timeout = hmmgpu_map_run_timeout();
 	struct hmm_range range = {
 		.notifier = &r->mni,
 		.start = hmmgpu_run_va(run, run->lo),
@@ -498,20 +526,12 @@ static int hmmgpu_map_run_fault(struct hmmgpu_ctx *ctx, struct hmmgpu_region *r,
 	int ret;
 
 	do {
-		if (time_after(jiffies, timeout))
-			return -EBUSY;
-		hmmgpu_map_run_request(run, fault);
-		range.notifier_seq = mmu_interval_read_begin(&r->mni);
-		mmap_read_lock(ctx->mm);
-		ret = hmm_range_fault(&range);
-		mmap_read_unlock(ctx->mm);
-		if (ret == -EBUSY)
-			continue;
+		ret = hmmgpu_map_run_hmm(ctx, &range, run, fault, timeout);
 		if (ret)
 			return ret;
 		hmmgpu_map_run_classify(ctx, run, !fault);
 		ret = hmmgpu_map_run_apply(ctx, r, range.notifier_seq, run);
-	} while (ret == -EBUSY || ret == -EAGAIN);
+	} while (ret == -EAGAIN);
 	return ret;
 }
 
@@ -530,15 +550,14 @@ static int hmmgpu_map_run_repull(struct hmmgpu_ctx *ctx,
 				 struct hmmgpu_region *r,
 				 struct hmmgpu_map_run *run)
 {
-	unsigned long timeout = jiffies +
-				msecs_to_jiffies(HMM_RANGE_DEFAULT_TIMEOUT);
+	unsigned long timeout = hmmgpu_map_run_timeout();
 	struct hmm_range range = {
 		.notifier = &r->mni,
 		.hmm_pfns = run->pfns,
 		.pfn_flags_mask = HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE,
 	};
 	unsigned int i, end;
-	int ret = 0;
+	int ret;
 
 	bitmap_copy(run->want, run->repull, HMMGPU_REGION_PAGES);
 	for_each_set_bitrange(i, end, run->repull, HMMGPU_REGION_PAGES) {
@@ -546,15 +565,7 @@ static int hmmgpu_map_run_repull(struct hmmgpu_ctx *ctx,
 		run->hi = end;
 		range.start = hmmgpu_run_va(run, i);
 		range.end = hmmgpu_run_va(run, end);
-		do {
-			if (time_after(jiffies, timeout))
-				return -EBUSY;
-			hmmgpu_map_run_request(run, true);
-			range.notifier_seq = mmu_interval_read_begin(&r->mni);
-			mmap_read_lock(ctx->mm);
-			ret = hmm_range_fault(&range);
-			mmap_read_unlock(ctx->mm);
-		} while (ret == -EBUSY);
+		ret = hmmgpu_map_run_hmm(ctx, &range, run, true, timeout);
 		if (ret)
 			return ret;
 	}
