@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * hmmgpu: memory advice per address range of a process
+ * hmmgpu: memory advice per address range of a process, and its VRAM use
  */
 
 /**
@@ -36,6 +36,20 @@
  * it would have split (advice is a hint).
  */
 
+/**
+ * DOC: VRAM use per process
+ *
+ * The same &struct hmmgpu_mm counts, per device, the VRAM pages that hold
+ * pages of the process: a migration to a device charges each destination
+ * page to the process it migrates for (hmmgpu_mm_charge(), the page points
+ * to it through &page.zone_device_data), and the page's release uncharges
+ * it, whichever way it goes (CPU fault, migration, eviction, munmap, exit).
+ * Every open file holds its process's &struct hmmgpu_mm, and each charged
+ * page a reference, so the counts outlive the files while pages remain
+ * (a child that shares them after fork). /proc/PID/fdinfo shows the count
+ * of the file's device (hmmgpu_device.c).
+ */
+
 #include <linux/interval_tree.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
@@ -61,15 +75,19 @@ struct hmmgpu_advice_range {
 };
 
 /**
- * struct hmmgpu_mm - the advice of one process
+ * struct hmmgpu_mm - the advice and VRAM use of one process
  * @mn: its notifier, from mmu_notifier_get()
  * @lock: see DOC: Advice; protects @ranges
  * @ranges: disjoint ranges, adjacent ones with different advice
+ * @ref: held by the notifier and by each VRAM page charged to the process
+ * @vram_pages: per device minor, the VRAM pages charged to the process
  */
 struct hmmgpu_mm {
 	struct mmu_notifier mn;
 	struct mutex lock;		/* see above */
 	struct rb_root_cached ranges;
+	struct kref ref;
+	atomic_long_t vram_pages[HMMGPU_MAX_DEVICES];
 };
 
 /* A piece of the painting of hmmgpu_advice_paint(). */
@@ -427,7 +445,16 @@ static struct mmu_notifier *hmmgpu_mm_alloc(struct mm_struct *mm)
 		return ERR_PTR(-ENOMEM);
 	mutex_init(&hm->lock);
 	hm->ranges = RB_ROOT_CACHED;
+	kref_init(&hm->ref);
 	return &hm->mn;
+}
+
+static void hmmgpu_mm_release(struct kref *ref)
+{
+	struct hmmgpu_mm *hm = container_of(ref, struct hmmgpu_mm, ref);
+
+	mutex_destroy(&hm->lock);
+	kfree(hm);
 }
 
 static void hmmgpu_mm_free(struct mmu_notifier *mn)
@@ -435,8 +462,7 @@ static void hmmgpu_mm_free(struct mmu_notifier *mn)
 	struct hmmgpu_mm *hm = container_of(mn, struct hmmgpu_mm, mn);
 
 	hmmgpu_advice_drop(hm, 0, ULONG_MAX, false);
-	mutex_destroy(&hm->lock);
-	kfree(hm);
+	kref_put(&hm->ref, hmmgpu_mm_release);
 }
 
 static const struct mmu_notifier_ops hmmgpu_mm_ops = {
@@ -471,6 +497,50 @@ void hmmgpu_mm_put(struct hmmgpu_mm *hm)
 		mmu_notifier_put(&hm->mn);
 }
 
+/**
+ * hmmgpu_mm_charge() - charge a VRAM page to a process
+ * @hm: the process
+ * @page: a VRAM page just allocated to hold a page of the process
+ * @minor: the page's device
+ *
+ * The page keeps @hm until it is freed (hmmgpu_mm_uncharge()), also past
+ * the end of the process when another one shares it after fork.
+ *
+ * Context: any.
+ */
+void hmmgpu_mm_charge(struct hmmgpu_mm *hm, struct page *page,
+		      unsigned int minor)
+{
+	kref_get(&hm->ref);
+	atomic_long_inc(&hm->vram_pages[minor]);
+	page->zone_device_data = hm;
+}
+
+/**
+ * hmmgpu_mm_uncharge() - a VRAM page charged to a process was freed
+ * @hm: the process, from &page.zone_device_data of the page
+ * @minor: the page's device
+ *
+ * Context: any, also atomic (mm frees device pages under spinlocks).
+ */
+void hmmgpu_mm_uncharge(struct hmmgpu_mm *hm, unsigned int minor)
+{
+	atomic_long_dec(&hm->vram_pages[minor]);
+	kref_put(&hm->ref, hmmgpu_mm_release);
+}
+
+/**
+ * hmmgpu_mm_vram_pages() - VRAM pages a process has on a device
+ * @hm: the process
+ * @minor: the device
+ *
+ * Return: the pages charged to @hm by hmmgpu_mm_charge() and not yet freed.
+ */
+unsigned long hmmgpu_mm_vram_pages(struct hmmgpu_mm *hm, unsigned int minor)
+{
+	return atomic_long_read(&hm->vram_pages[minor]);
+}
+
 /* Every page of [@start, @end) is mapped. */
 static bool hmmgpu_advice_mapped(struct mm_struct *mm, unsigned long start,
 				 unsigned long end)
@@ -499,27 +569,17 @@ static bool hmmgpu_advice_range_valid(u64 addr, u64 length)
 }
 
 /*
- * The advice of the file's process, created on first use, for a call of
- * that process on a range that is mapped.
+ * The advice of the file's process, for a call of that process on a range
+ * that is mapped.
  */
 static struct hmmgpu_mm *hmmgpu_file_advice(struct hmmgpu_file *hfile,
 					    u64 addr, u64 length)
 {
-	struct hmmgpu_mm *hm;
-
 	if (current->mm != hfile->mm)
 		return ERR_PTR(-EPERM);
 	if (!hmmgpu_advice_mapped(hfile->mm, addr, addr + length))
 		return ERR_PTR(-EFAULT);
-	mutex_lock(&hfile->lock);
-	hm = hfile->advice;
-	if (!hm) {
-		hm = hmmgpu_mm_get(hfile->mm);
-		if (!IS_ERR(hm))
-			hfile->advice = hm;
-	}
-	mutex_unlock(&hfile->lock);
-	return hm;
+	return hfile->advice;
 }
 
 /**

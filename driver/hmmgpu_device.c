@@ -112,7 +112,9 @@
 #include <linux/idr.h>
 #include <linux/module.h>
 #include <linux/nospec.h>
+#include <linux/pid.h>
 #include <linux/sched/mm.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -427,14 +429,22 @@ static int hmmgpu_open(struct inode *inode, struct file *file)
 	struct hmmgpu_device *hdev = container_of(inode->i_cdev,
 						  struct hmmgpu_device, cdev);
 	struct hmmgpu_file *hfile;
+	struct hmmgpu_mm *hm;
 
 	if (!current->mm)
 		return -EINVAL;
 	hfile = kzalloc(sizeof(*hfile), GFP_KERNEL);
 	if (!hfile)
 		return -ENOMEM;
+	hm = hmmgpu_mm_get(current->mm);
+	if (IS_ERR(hm)) {
+		kfree(hfile);
+		return PTR_ERR(hm);
+	}
+	hfile->advice = hm;
 	get_device(&hdev->dev);
 	hfile->hdev = hdev;
+	hfile->pid = get_pid(task_tgid(current));
 	mutex_init(&hfile->lock);
 	INIT_LIST_HEAD(&hfile->launches);
 	mmgrab(current->mm);
@@ -452,6 +462,7 @@ static int hmmgpu_release(struct inode *inode, struct file *file)
 	hmmgpu_launch_release(hfile);
 	up_read(&hdev->unplug_lock);
 	hmmgpu_mm_put(hfile->advice);
+	put_pid(hfile->pid);
 	mmdrop(hfile->mm);
 	put_device(&hfile->hdev->dev);
 	kfree(hfile);
@@ -473,6 +484,28 @@ static __poll_t hmmgpu_poll(struct file *file, poll_table *wait)
 	return mask;
 }
 
+/*
+ * /proc/PID/fdinfo/FD of a device file, in the key-value style of DRM's
+ * fdinfo (Documentation/gpu/drm-usage-stats.rst); the keys are documented
+ * in the uapi header.
+ */
+static void hmmgpu_show_fdinfo(struct seq_file *m, struct file *file)
+{
+	struct hmmgpu_file *hfile = file->private_data;
+	struct hmmgpu_device *hdev = hfile->hdev;
+	unsigned int pending;
+
+	mutex_lock(&hfile->lock);
+	pending = hfile->nlaunches;
+	mutex_unlock(&hfile->lock);
+	seq_printf(m, "hmmgpu-device:\t%s\n", dev_name(&hdev->dev));
+	seq_printf(m, "hmmgpu-pid:\t%d\n", pid_vnr(hfile->pid));
+	seq_printf(m, "hmmgpu-vram-resident:\t%lu KiB\n",
+		   hmmgpu_mm_vram_pages(hfile->advice, hdev->minor) <<
+		   (PAGE_SHIFT - 10));
+	seq_printf(m, "hmmgpu-launches-pending:\t%u\n", pending);
+}
+
 static const struct file_operations hmmgpu_fops = {
 	.owner = THIS_MODULE,
 	.open = hmmgpu_open,
@@ -480,6 +513,7 @@ static const struct file_operations hmmgpu_fops = {
 	.poll = hmmgpu_poll,
 	.unlocked_ioctl = hmmgpu_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
+	.show_fdinfo = hmmgpu_show_fdinfo,
 };
 
 /* life cycle */

@@ -657,11 +657,14 @@ struct hmmgpu_ctx {
  * @ctx: the device address space, created by the first launch
  * @launches: launches not yet waited for (&struct hmmgpu_launch_rec)
  * @nlaunches: entries of @launches
- * @advice: the process's advice, once the file has set some
+ * @advice: the process's advice and VRAM use (hmmgpu_advice.c), taken at
+ *	open()
+ * @pid: the process that opened the file (its thread group)
  */
 struct hmmgpu_file {
 	struct hmmgpu_device *hdev;
 	struct mm_struct *mm;
+	struct pid *pid;
 	struct mutex lock;		/* see above */
 	struct hmmgpu_ctx *ctx;
 	struct list_head launches;
@@ -787,6 +790,10 @@ unsigned long hmmgpu_advice_lookup(struct hmmgpu_mm *hm, unsigned long addr,
 				   struct hmmgpu_advice_attrs *attrs);
 bool hmmgpu_advice_migrate(const struct hmmgpu_advice_attrs *attrs,
 			   unsigned int minor);
+void hmmgpu_mm_charge(struct hmmgpu_mm *hm, struct page *page,
+		      unsigned int minor);
+void hmmgpu_mm_uncharge(struct hmmgpu_mm *hm, unsigned int minor);
+unsigned long hmmgpu_mm_vram_pages(struct hmmgpu_mm *hm, unsigned int minor);
 
 /* hmmgpu_residency.c */
 int hmmgpu_ioctl_residency(struct hmmgpu_file *hfile, void __user *uarg);
@@ -813,8 +820,9 @@ vm_fault_t hmmgpu_migrate_to_ram(struct vm_fault *vmf);
 unsigned long hmmgpu_migrate_evict(unsigned long start_pfn,
 				   unsigned long npages, bool lossy);
 int hmmgpu_migrate_for_device(struct hmmgpu_device *hdev,
-			      struct mm_struct *mm, unsigned long start,
-			      unsigned long end, u8 *status);
+			      struct mm_struct *mm, struct hmmgpu_mm *owner,
+			      unsigned long start, unsigned long end,
+			      u8 *status);
 
 /* hmmgpu_emu.c */
 int hmmgpu_emu_init(void);

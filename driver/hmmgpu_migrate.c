@@ -87,6 +87,8 @@ static_assert(HMMGPU_CHUNK_PAGES <= HMMGPU_MIGRATE_BATCH);
  * @setup: migrate_vma_setup() succeeded: the batch must be finalized
  * @populate: to VRAM, holes get zeroed VRAM pages (a device's first touch)
  *	instead of being reported NOT_PRESENT
+ * @owner: to VRAM, the process the destination pages are charged to, or
+ *	NULL
  * @dir: direction
  * @src: migrate_vma.src
  * @dst: migrate_vma.dst
@@ -112,6 +114,7 @@ struct hmmgpu_batch {
 	struct migrate_vma args;
 	bool setup;
 	bool populate;
+	struct hmmgpu_mm *owner;
 	enum hmmgpu_copy_dir dir;
 	unsigned long *src;
 	unsigned long *dst;
@@ -152,6 +155,7 @@ static struct hmmgpu_batch *hmmgpu_batch_alloc(unsigned long cap, gfp_t gfp)
 	if (!b)
 		return NULL;
 	b->cap = cap;
+	b->owner = NULL;
 	p = (char *)(b + 1);
 	b->src = hmmgpu_batch_carve(&p, cap, sizeof(*b->src));
 	b->dst = hmmgpu_batch_carve(&p, cap, sizeof(*b->dst));
@@ -355,6 +359,8 @@ static void hmmgpu_batch_take(struct hmmgpu_batch *b, unsigned long i,
 		b->status[i] = HMMGPU_PAGE_NO_VRAM;
 		return;
 	}
+	if (b->owner)
+		hmmgpu_mm_charge(b->owner, b->dev[i], hdev->minor);
 	b->sys[i] = src;
 	b->status[i] = HMMGPU_PAGE_MIGRATED;
 }
@@ -761,6 +767,8 @@ int hmmgpu_ioctl_migrate(struct hmmgpu_file *hfile, void __user *uarg)
 	ctx->batch[1] = hmmgpu_batch_alloc(HMMGPU_MIGRATE_BATCH, GFP_KERNEL);
 	if (!ctx->batch[0] || !ctx->batch[1])
 		goto out_free;
+	ctx->batch[0]->owner = hfile->advice;
+	ctx->batch[1]->owner = hfile->advice;
 	if (!mmget_not_zero(ctx->mm)) {
 		ret = -EPERM;
 		goto out_free;
@@ -785,6 +793,7 @@ out_free:
  * hmmgpu_migrate_for_device() - migrate pages to a device for its access
  * @hdev: the device that faulted
  * @mm: the address space, with a reference
+ * @owner: its process, which the VRAM pages are charged to
  * @start: first page
  * @end: end of the range, at most %HMMGPU_MIGRATE_BATCH pages after @start
  * @status: out, per page of the range, its enum hmmgpu_page_status
@@ -801,8 +810,9 @@ out_free:
  * Return: 0 or -ENOMEM.
  */
 int hmmgpu_migrate_for_device(struct hmmgpu_device *hdev,
-			      struct mm_struct *mm, unsigned long start,
-			      unsigned long end, u8 *status)
+			      struct mm_struct *mm, struct hmmgpu_mm *owner,
+			      unsigned long start, unsigned long end,
+			      u8 *status)
 {
 	unsigned long addr = start, next;
 	struct vm_area_struct *vma;
@@ -811,6 +821,7 @@ int hmmgpu_migrate_for_device(struct hmmgpu_device *hdev,
 	b = hmmgpu_batch_alloc((end - start) >> PAGE_SHIFT, GFP_KERNEL);
 	if (!b)
 		return -ENOMEM;
+	b->owner = owner;
 	memset(status, HMMGPU_PAGE_NOT_PRESENT, (end - start) >> PAGE_SHIFT);
 	mmap_read_lock(mm);
 	for (; addr < end; addr = next) {

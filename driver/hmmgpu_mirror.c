@@ -583,7 +583,7 @@ static void hmmgpu_map_run_migrate(struct hmmgpu_ctx *ctx,
 
 	memset(run->status, HMMGPU_PAGE_NOT_PRESENT, sizeof(run->status));
 	for_each_set_bitrange(i, end, run->migrate, HMMGPU_REGION_PAGES)
-		if (hmmgpu_migrate_for_device(hdev, ctx->mm,
+		if (hmmgpu_migrate_for_device(hdev, ctx->mm, ctx->advice,
 					      hmmgpu_run_va(run, i),
 					      hmmgpu_run_va(run, end),
 					      run->status + i))

@@ -18,7 +18,9 @@
  * memremap_pages(), all of them go on the free list, and the backend may
  * provide the chunk's backing (&hmmgpu_backend_ops.chunk_alloc). A page
  * finds its chunk through its &dev_pagemap, and from there its device and
- * VRAM offset; &page.zone_device_data links the free pages.
+ * VRAM offset; &page.zone_device_data links the free pages, and points
+ * an allocated page to the process it is charged to, if any
+ * (hmmgpu_mm_charge()), until it is freed.
  *
  * Every device uses the same &dev_pagemap.owner, hmmgpu_pgmap_owner, so
  * that a migration selects the pages of every hmmgpu device and no other
@@ -161,6 +163,7 @@ static void hmmgpu_vram_page_free(struct page *page)
 {
 	struct hmmgpu_vram_chunk *chunk = to_vram_chunk(page);
 	struct hmmgpu_vram *vram = chunk->vram;
+	struct hmmgpu_mm *owner = page->zone_device_data;
 
 	spin_lock(&vram->lock);
 	page->zone_device_data = vram->free;
@@ -168,6 +171,8 @@ static void hmmgpu_vram_page_free(struct page *page)
 	vram->used--;
 	chunk->used--;
 	spin_unlock(&vram->lock);
+	if (owner)
+		hmmgpu_mm_uncharge(owner, vram->hdev->minor);
 }
 
 const struct dev_pagemap_ops hmmgpu_vram_pagemap_ops = {

@@ -620,6 +620,63 @@ TEST_P(Migrate, BadInputs) {
   EXPECT_EQ(first_bad(m.get(), 4, 17), -1);
 }
 
+// The "key:\tvalue" lines of /proc/self/fdinfo/FD.
+std::map<std::string, std::string> fdinfo(int fd) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(read_file("/proc/self/fdinfo/" + std::to_string(fd)).value_or(""));
+  std::string line;
+  while (std::getline(in, line)) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    auto value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    out[line.substr(0, colon)] = value;
+  }
+  return out;
+}
+
+// hmmgpu-vram-resident of fd, in KiB.
+long resident_kib(int fd) {
+  auto v = fdinfo(fd)["hmmgpu-vram-resident"];
+  EXPECT_EQ(v.substr(v.find(' ') + 1), "KiB") << v;
+  return std::stol(v);
+}
+
+// fdinfo names the device and the process and counts the process's VRAM
+// pages on the device as they come and go; every file of the process on
+// the device sees the same count; an inherited file names its opener.
+TEST_P(Migrate, FdinfoCountsResidentVram) {
+  auto info = fdinfo(fd_.get());
+  EXPECT_EQ(info["hmmgpu-device"], GetParam().node);
+  EXPECT_EQ(info["hmmgpu-pid"], std::to_string(getpid()));
+  EXPECT_EQ(info["hmmgpu-launches-pending"], "0");
+  const size_t n = 16;
+  const long kib = static_cast<long>(kPage / 1024);
+  Mapping m(n * kPage);
+  fill(m.get(), n, 19);
+  const long before = resident_kib(fd_.get());
+  ASSERT_EQ(to_dev(m.get(), m.size()), 0);
+  EXPECT_EQ(resident_kib(fd_.get()), before + static_cast<long>(n) * kib);
+  Fd other(::open(GetParam().dev_path().c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(other.valid());
+  EXPECT_EQ(resident_kib(other.get()), before + static_cast<long>(n) * kib);
+
+  ASSERT_EQ(to_sys(m.get(), n / 2 * kPage), 0);
+  EXPECT_EQ(resident_kib(fd_.get()), before + static_cast<long>(n / 2) * kib);
+  EXPECT_EQ(first_bad(m.get(), n, 19), -1);  // CPU faults bring the rest back
+  EXPECT_EQ(resident_kib(fd_.get()), before);
+  ASSERT_EQ(to_dev(m.get(), m.size()), 0);
+
+  const int fd = fd_.get();
+  const pid_t parent = getpid();
+  EXPECT_TRUE(in_child([fd, parent] {
+    return fdinfo(fd)["hmmgpu-pid"] == std::to_string(parent);
+  }));
+  ASSERT_EQ(munmap(m.get(), m.size()), 0);
+  m.forget();
+  EXPECT_EQ(resident_kib(fd_.get()), before);
+}
+
 // Unbinding the device moves its resident pages back first: no data lost.
 // Runs last: the device is bound again afterwards, but its file is closed.
 TEST_P(Migrate, UnbindWhileResident) {
@@ -692,6 +749,7 @@ TEST(Peers, MigrateVramToVram) {
   const uint64_t used0 = std::stoull(gpu0->attr("vram_used"));
   const uint64_t used1 = std::stoull(gpu1->attr("vram_used"));
   const hmmgpu_counters a0 = counters_of(fd0.get()), a1 = counters_of(fd1.get());
+  const long kib0 = resident_kib(fd0.get()), kib1 = resident_kib(fd1.get());
 
   hmmgpu_migrate out{};
   ASSERT_EQ(migrate(fd1.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st, &out), 0);
@@ -705,6 +763,8 @@ TEST(Peers, MigrateVramToVram) {
   EXPECT_EQ(b0.cpu_faults, a0.cpu_faults);
   EXPECT_EQ(std::stoull(gpu0->attr("vram_used")), used0 - n * kPage);
   EXPECT_EQ(std::stoull(gpu1->attr("vram_used")), used1 + n * kPage);
+  EXPECT_EQ(resident_kib(fd0.get()), kib0 - static_cast<long>(n * kPage / 1024));
+  EXPECT_EQ(resident_kib(fd1.get()), kib1 + static_cast<long>(n * kPage / 1024));
 
   // Half back to gpu0, then the whole range (half resident) to gpu1.
   ASSERT_EQ(migrate(fd0.get(), m.get(), m.size() / 2, HMMGPU_MIGRATE_TO_DEVICE, &st), 0);

@@ -15,6 +15,16 @@
  * is probed: at module load the emulated GPUs come first (in PCI order),
  * then the sysram devices; tell them apart by backend, not by N.
  *
+ * /proc/PID/fdinfo/FD of an open device file shows, one "key:<TAB>value"
+ * per line like DRM's fdinfo (1.4):
+ *   hmmgpu-device            the device, e.g. hmmgpu0
+ *   hmmgpu-pid               the process whose address space the file acts
+ *                            on (the opener; an inherited or passed file
+ *                            still acts on it)
+ *   hmmgpu-vram-resident     "N KiB": that process's pages in the device's
+ *                            VRAM, however they got there
+ *   hmmgpu-launches-pending  launches of the file not yet waited for
+ *
  * Errors common to every ioctl:
  *   -ENOTTY  unknown ioctl number
  *   -EFAULT  the argument pointer is not readable or writable
