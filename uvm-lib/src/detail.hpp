@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include <uapi/hmmgpu.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -16,9 +17,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <shared_mutex>
 #include <string>
+#include <system_error>
 #include <thread>
+#include <utility>
 
 #include "uvm/device.hpp"
 #include "uvm/error.hpp"
@@ -53,6 +57,30 @@ std::string describe(const error_context& ctx);
 // replaces the default explanation when not empty.
 [[noreturn]] void fail_errno(int err, call c, const error_context& ctx,
                              const std::string& why = {});
+
+// The name of enumerator `e` of an enum numbered from 0, from `names` in
+// declaration order; "unknown" for a value out of range.
+template <class E, std::size_t N>
+const char* enum_name(E e, const std::array<const char*, N>& names) noexcept {
+  const auto i = static_cast<std::size_t>(e);
+  return i < N ? names[i] : "unknown";  // NOLINT(cppcoreguidelines-pro-bounds-constant-array-index)
+}
+
+// The error_code form of a throwing call: runs fn and sets `ec` to the code
+// of what it threw (cleared when nothing).
+template <class Fn>
+void to_error_code(std::error_code& ec, Fn&& fn) noexcept {
+  ec.clear();
+  try {
+    std::forward<Fn>(fn)();
+  } catch (const std::system_error& e) {
+    ec = e.code();
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  } catch (...) {
+    ec = std::make_error_code(std::errc::state_not_recoverable);
+  }
+}
 
 // Throws errc::invalid_range unless `r` stays inside the address space.
 void check_range(const memory_range& r, const error_context& ctx);
@@ -118,6 +146,12 @@ std::shared_ptr<device_impl> some_device(const error_context& ctx,
                                          const std::shared_ptr<device_impl>& prefer = nullptr);
 // The impl of a uvm::device, or throws errc::device_closed.
 const std::shared_ptr<device_impl>& impl_of(const device& d, const char* operation);
+
+// HMMGPU_IOCTL_RESIDENCY over the page-aligned `pages`, in as many calls as
+// it takes, calling on_run for each run: 0 or the errno that ended it;
+// `stop` is where the report stopped (for EFAULT, the unmapped page).
+int query_residency(const device_impl& dev, const memory_range& pages, const error_context& ctx,
+                    const std::function<void(const hmmgpu_run&)>& on_run, std::uintptr_t& stop);
 
 // The address of the first page of `r` that is not mapped, if `dev` can tell.
 std::optional<std::uintptr_t> first_unmapped(const device_impl& dev, const memory_range& r);

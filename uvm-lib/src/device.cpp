@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -117,29 +118,11 @@ std::string present_devices() {
 }  // namespace
 
 const char* to_string(backend b) noexcept {
-  switch (b) {
-    case backend::emu:
-      return "emu";
-    case backend::sysram:
-      return "sysram";
-    case backend::unknown:
-      break;
-  }
-  return "unknown";
+  return detail::enum_name(b, std::array{"emu", "sysram", "unknown"});
 }
 
 const char* to_string(device_state s) noexcept {
-  switch (s) {
-    case device_state::ready:
-      return "ready";
-    case device_state::halted:
-      return "halted";
-    case device_state::lost:
-      return "lost";
-    case device_state::unknown:
-      break;
-  }
-  return "unknown";
+  return detail::enum_name(s, std::array{"ready", "halted", "lost", "unknown"});
 }
 
 std::vector<device_summary> list_devices() {
@@ -406,28 +389,41 @@ const std::shared_ptr<device_impl>& impl_of(const device& d, const char* operati
   return impl;
 }
 
+int query_residency(const device_impl& dev, const memory_range& pages, const error_context& ctx,
+                    const std::function<void(const hmmgpu_run&)>& on_run, std::uintptr_t& stop) {
+  std::vector<hmmgpu_run> runs(256);
+  stop = pages.begin_address();
+  while (stop < pages.end_address()) {
+    hmmgpu_residency q{};
+    q.addr = stop;
+    q.length = pages.end_address() - stop;
+    q.runs = reinterpret_cast<std::uintptr_t>(runs.data());
+    q.max_runs = static_cast<std::uint32_t>(runs.size());
+    const int err = dev.ioctl(HMMGPU_IOCTL_RESIDENCY, &q, ctx);
+    for (const hmmgpu_run& r : std::span(runs).first(std::min<std::size_t>(q.nruns, runs.size()))) {
+      on_run(r);
+    }
+    if (err != 0) {
+      stop = q.next;
+      return err;
+    }
+    if (q.next <= stop) {
+      return EIO;  // no progress: cannot happen with max_runs >= 1
+    }
+    stop = q.next;
+  }
+  return 0;
+}
+
 std::optional<std::uintptr_t> first_unmapped(const device_impl& dev, const memory_range& r) {
   if (!dev.props().supports(capability::migrate) || r.empty()) {
     return std::nullopt;
   }
-  const memory_range pages = r.pages();
-  std::vector<hmmgpu_run> runs(64);
-  std::uintptr_t addr = pages.begin_address();
+  std::uintptr_t stop = 0;
   try {
-    while (addr < pages.end_address()) {
-      hmmgpu_residency q{};
-      q.addr = addr;
-      q.length = pages.end_address() - addr;
-      q.runs = reinterpret_cast<std::uintptr_t>(runs.data());
-      q.max_runs = static_cast<std::uint32_t>(runs.size());
-      const int err = dev.ioctl(HMMGPU_IOCTL_RESIDENCY, &q, {});
-      if (err == EFAULT) {
-        return q.next;
-      }
-      if (err != 0 || q.next <= addr) {
-        return std::nullopt;
-      }
-      addr = q.next;
+    if (query_residency(
+            dev, r.pages(), {}, [](const hmmgpu_run&) {}, stop) == EFAULT) {
+      return stop;
     }
   } catch (const error&) {
     // closed meanwhile: the caller reports its own error

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -171,15 +172,11 @@ prefetch_result prefetch(memory_range range, location to) {
 }
 
 prefetch_result prefetch(memory_range range, location to, std::error_code& ec) noexcept {
-  try {
-    ec.clear();
-    return prefetch(range, to);
-  } catch (const std::system_error& e) {
-    ec = e.code();
-  } catch (const std::bad_alloc&) {
-    ec = std::make_error_code(std::errc::not_enough_memory);
-  }
-  return {};
+  // Not `r = prefetch(...)` into the returned object: GCC 12 then builds
+  // the result in place and drops its zeroing for the throwing path.
+  std::optional<prefetch_result> r;
+  detail::to_error_code(ec, [&] { r = prefetch(range, to); });
+  return r.value_or(prefetch_result{});
 }
 
 std::future<prefetch_result> prefetch(memory_range range, location to, stream& s) {
@@ -197,21 +194,9 @@ std::future<prefetch_result> prefetch(memory_range range, location to, stream& s
 }
 
 const char* to_string(advice a) noexcept {
-  switch (a) {
-    case advice::preferred_location:
-      return "preferred_location";
-    case advice::unset_preferred_location:
-      return "unset_preferred_location";
-    case advice::accessed_by:
-      return "accessed_by";
-    case advice::unset_accessed_by:
-      return "unset_accessed_by";
-    case advice::read_mostly:
-      return "read_mostly";
-    case advice::unset_read_mostly:
-      return "unset_read_mostly";
-  }
-  return "unknown";
+  return detail::enum_name(
+      a, std::array{"preferred_location", "unset_preferred_location", "accessed_by",
+                    "unset_accessed_by", "read_mostly", "unset_read_mostly"});
 }
 
 void advise(memory_range range, advice a, location loc) {
@@ -266,17 +251,7 @@ void advise(memory_range range, advice a, location loc) {
 }
 
 const char* to_string(device_mapping m) noexcept {
-  switch (m) {
-    case device_mapping::none:
-      return "none";
-    case device_mapping::local:
-      return "local";
-    case device_mapping::peer:
-      return "peer";
-    case device_mapping::system:
-      return "system";
-  }
-  return "unknown";
+  return detail::enum_name(m, std::array{"none", "local", "peer", "system"});
 }
 
 std::vector<residency_run> residency(memory_range range, const device& observer) {
@@ -288,29 +263,14 @@ std::vector<residency_run> residency(memory_range range, const device& observer)
     return out;
   }
   dev->require(capability::migrate, ctx);
-  const memory_range pages = range.pages();
-  std::vector<hmmgpu_run> runs(256);
-  std::uintptr_t addr = pages.begin_address();
-  while (addr < pages.end_address()) {
-    hmmgpu_residency q{};
-    q.addr = addr;
-    q.length = pages.end_address() - addr;
-    q.runs = reinterpret_cast<std::uintptr_t>(runs.data());
-    q.max_runs = static_cast<std::uint32_t>(runs.size());
-    const int err = dev->ioctl(HMMGPU_IOCTL_RESIDENCY, &q, ctx);
-    if (err == EFAULT) {
-      ctx.address = q.next;
-    }
-    if (err != 0) {
-      detail::fail_errno(err, call::residency, ctx);
-    }
-    for (std::uint32_t i = 0; i < q.nruns; i++) {
-      out.push_back(to_run(runs[i]));
-    }
-    if (q.next <= addr) {
-      break;  // no progress: cannot happen with max_runs >= 1
-    }
-    addr = q.next;
+  std::uintptr_t stop = 0;
+  const int err = detail::query_residency(
+      *dev, range.pages(), ctx, [&out](const hmmgpu_run& r) { out.push_back(to_run(r)); }, stop);
+  if (err == EFAULT) {
+    ctx.address = stop;
+  }
+  if (err != 0) {
+    detail::fail_errno(err, call::residency, ctx);
   }
   return out;
 }

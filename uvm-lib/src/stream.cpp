@@ -176,14 +176,7 @@ stream& stream::operator=(stream&& other) noexcept = default;
 void stream::synchronize() { detail::impl_of(*this, "synchronize").synchronize(); }
 
 void stream::synchronize(std::error_code& ec) noexcept {
-  ec.clear();
-  try {
-    synchronize();
-  } catch (const std::system_error& e) {
-    ec = e.code();
-  } catch (...) {
-    ec = std::make_error_code(std::errc::state_not_recoverable);
-  }
+  detail::to_error_code(ec, [this] { synchronize(); });
 }
 
 bool stream::query() const { return detail::impl_of(*this, "query").query(); }
@@ -260,14 +253,7 @@ void event::synchronize() const {
 }
 
 void event::synchronize(std::error_code& ec) const noexcept {
-  ec.clear();
-  try {
-    synchronize();
-  } catch (const std::system_error& e) {
-    ec = e.code();
-  } catch (...) {
-    ec = std::make_error_code(std::errc::state_not_recoverable);
-  }
+  detail::to_error_code(ec, [this] { synchronize(); });
 }
 
 bool event::query() const {

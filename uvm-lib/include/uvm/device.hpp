@@ -55,6 +55,7 @@ struct driver_version {
   unsigned major = 0;  ///< incompatible changes
   unsigned minor = 0;  ///< compatible additions
   /// Ordered by major, then minor.
+  // NOLINTNEXTLINE(modernize-use-nullptr): a clang-tidy 14 false positive
   friend constexpr auto operator<=>(const driver_version&, const driver_version&) = default;
 };
 

@@ -64,8 +64,10 @@ class location {
   /// Same place. The CPU orders before every device, devices by number.
   friend constexpr bool operator==(const location&, const location&) noexcept = default;
   /// See operator==.
+  // NOLINTBEGIN(modernize-use-nullptr): a clang-tidy 14 false positive
   friend constexpr std::strong_ordering operator<=>(const location&,
                                                     const location&) noexcept = default;
+  // NOLINTEND(modernize-use-nullptr)
 
  private:
   int device_ = -1;
