@@ -141,6 +141,8 @@ TEST_P(Prefetch, OutsideUserSpace) {
 TEST_P(Prefetch, UseAfterForkFails) {
   stream s(dev());
   managed_vector<int> v(kPage / sizeof(int));
+  event mark;
+  mark.record(s);
   EXPECT_TRUE(hmmgpu::test::in_child([&] {
     bool ok = true;
     try {
@@ -156,9 +158,24 @@ TEST_P(Prefetch, UseAfterForkFails) {
     } catch (const error& e) {
       ok = ok && e.code() == errc::wrong_process;
     }
+    try {
+      s.synchronize();
+      ok = false;
+    } catch (const error& e) {
+      ok = ok && e.code() == errc::wrong_process;
+    }
+    try {
+      mark.synchronize();
+      ok = false;
+    } catch (const error& e) {
+      ok = ok && e.code() == errc::wrong_process;
+    }
+    stream moved = std::move(s);  // destroyed in the child: leaves the parent's thread
     return ok;
   }));
   EXPECT_EQ(prefetch(v, dev()).migrated, 1U);  // the parent goes on
+  mark.record(s);
+  mark.synchronize();
 }
 
 // A device location needs that device open in the process.

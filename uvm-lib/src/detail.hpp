@@ -158,6 +158,8 @@ std::optional<std::uintptr_t> first_unmapped(const device_impl& dev, const memor
 
 // A mark in a stream (uvm::event): completed by the stream's thread.
 struct marker {
+  explicit marker(pid_t pid) : owner(pid) {}
+  const pid_t owner;  // the process of the stream that completes it
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
@@ -188,6 +190,9 @@ class stream_impl {
 
   // Queues `op`; throws errc::wrong_process in a child.
   void enqueue(stream_op op);
+  // Throws errc::wrong_process in a child of the creator, naming `operation`.
+  void check_process(const char* operation) const;
+  [[nodiscard]] pid_t owner() const noexcept { return owner_; }
   // Queues fn: its result or error goes to the returned future and, for
   // an error, to the stream. Not run (errc::canceled) while the stream has
   // an unreported error.

@@ -51,12 +51,16 @@ std::string stream_impl::name() const {
   return "stream " + std::to_string(hw_) + " of hmmgpu" + std::to_string(dev_->index());
 }
 
-void stream_impl::enqueue(stream_op op) {
+void stream_impl::check_process(const char* operation) const {
   if (::getpid() != owner_) {
-    fail(errc::wrong_process, {.operation = "enqueue", .device = dev_->index()},
+    fail(errc::wrong_process, {.operation = operation, .device = dev_->index()},
          "the stream was created by the parent process: streams must not be used in a child "
          "after fork()");
   }
+}
+
+void stream_impl::enqueue(stream_op op) {
+  check_process("enqueue");
   {
     std::lock_guard lk(mu_);
     queue_.push_back(std::move(op));
@@ -106,6 +110,7 @@ stream_impl& impl_of(const stream& s, const char* operation) {
   if (!impl) {
     fail(errc::invalid_argument, {.operation = operation}, "the stream was moved from");
   }
+  impl->check_process(operation);
   return *impl;
 }
 
@@ -116,6 +121,18 @@ event_impl& impl_of(const event& e, const char* operation) {
     fail(errc::invalid_argument, {.operation = operation}, "the event was moved from");
   }
   return *impl;
+}
+
+// The latest mark of `e`, or null; throws errc::wrong_process when a
+// stream of the parent process made it.
+static std::shared_ptr<marker> latest_mark(const event& e, const char* operation) {
+  std::shared_ptr<marker> m = impl_of(e, operation).latest();
+  if (m && m->owner != ::getpid()) {
+    fail(errc::wrong_process, {.operation = operation},
+         "the event was recorded by the parent process: events must not be used in a child "
+         "after fork()");
+  }
+  return m;
 }
 
 // Rethrows the error a marker carries, as an error of `operation`.
@@ -136,6 +153,19 @@ static void rethrow_marked(const marker& m, const char* operation) {
 
 namespace {
 
+// A new stream_impl, owned so that a child after fork() never destroys it:
+// its thread, mutex and condition variables are the parent's (destroying a
+// condition variable the parent's thread waits on would block forever).
+std::shared_ptr<detail::stream_impl> make_stream(std::shared_ptr<detail::device_impl> dev,
+                                                 unsigned hw) {
+  return {new detail::stream_impl(std::move(dev), hw),  // NOLINT(cppcoreguidelines-owning-memory)
+          [](detail::stream_impl* p) {
+            if (p->owner() == ::getpid()) {
+              delete p;  // NOLINT(cppcoreguidelines-owning-memory)
+            }
+          }};
+}
+
 // The device of a new stream: open, and of this process.
 const std::shared_ptr<detail::device_impl>& stream_device(const device& dev) {
   const auto& d = detail::impl_of(dev, "stream");
@@ -151,7 +181,7 @@ const std::shared_ptr<detail::device_impl>& stream_device(const device& dev) {
 
 stream::stream(const device& dev) {
   const auto& d = stream_device(dev);
-  impl_ = std::make_shared<detail::stream_impl>(d, d->next_hardware_stream());
+  impl_ = make_stream(d, d->next_hardware_stream());
 }
 
 stream::stream(const device& dev, unsigned hardware_stream) {
@@ -165,7 +195,7 @@ stream::stream(const device& dev, unsigned hardware_stream) {
                      (n == 1 ? " compute stream" : " compute streams") +
                      (n == 0 ? "" : " (0-" + std::to_string(n - 1) + ")"));
   }
-  impl_ = std::make_shared<detail::stream_impl>(d, hardware_stream);
+  impl_ = make_stream(d, hardware_stream);
 }
 
 stream::~stream() = default;
@@ -184,7 +214,7 @@ bool stream::query() const { return detail::impl_of(*this, "query").query(); }
 // NOLINTNEXTLINE(readability-make-member-function-const): it changes the stream
 void stream::wait(const event& e) {
   auto& st = detail::impl_of(*this, "wait");
-  std::shared_ptr<detail::marker> m = detail::impl_of(e, "wait").latest();
+  std::shared_ptr<detail::marker> m = detail::latest_mark(e, "wait");
   if (!m) {
     st.enqueue({[](const std::exception_ptr&) { return std::exception_ptr(); }});
     return;
@@ -234,7 +264,7 @@ event& event::operator=(event&& other) noexcept = default;
 void event::record(stream& s) {  // NOLINT(readability-make-member-function-const)
   auto& st = detail::impl_of(s, "record");
   auto& ev = detail::impl_of(*this, "record");
-  auto m = std::make_shared<detail::marker>();
+  auto m = std::make_shared<detail::marker>(st.owner());
   st.enqueue({[m](const std::exception_ptr& poison) {
     m->complete(poison);
     return std::exception_ptr();
@@ -244,7 +274,7 @@ void event::record(stream& s) {  // NOLINT(readability-make-member-function-cons
 }
 
 void event::synchronize() const {
-  auto m = detail::impl_of(*this, "event synchronize").latest();
+  auto m = detail::latest_mark(*this, "event synchronize");
   if (!m) {
     return;
   }
@@ -257,15 +287,15 @@ void event::synchronize(std::error_code& ec) const noexcept {
 }
 
 bool event::query() const {
-  auto m = detail::impl_of(*this, "event query").latest();
+  auto m = detail::latest_mark(*this, "event query");
   return !m || m->is_done();
 }
 
 bool event::recorded() const noexcept { return impl_ && impl_->latest() != nullptr; }
 
 std::chrono::nanoseconds elapsed_time(const event& start, const event& end) {
-  auto a = detail::impl_of(start, "elapsed_time").latest();
-  auto b = detail::impl_of(end, "elapsed_time").latest();
+  auto a = detail::latest_mark(start, "elapsed_time");
+  auto b = detail::latest_mark(end, "elapsed_time");
   if (!a || !b) {
     detail::fail(errc::invalid_argument, {.operation = "elapsed_time"},
                  std::string(!a ? "the start" : "the end") + " event was never recorded");

@@ -60,8 +60,9 @@ class event;
 /// query() and wait() may be called from several threads at once. Moving,
 /// assigning and destroying must not race with other calls on the same
 /// object. A stream belongs to the process that created it (see
-/// uvm::device); in a child after fork() every call throws
-/// errc::wrong_process.
+/// uvm::device): in a child after fork() every call throws
+/// errc::wrong_process, and destroying it there leaves the parent's work
+/// alone.
 class stream {
  public:
   /// A stream on `dev` that uses the next of its hardware streams, round
@@ -150,7 +151,8 @@ class stream {
 /// @par Thread safety
 /// record(), synchronize(), query() and use by stream::wait() may be
 /// called from several threads at once. Moving, assigning and destroying
-/// must not race with other calls on the same object.
+/// must not race with other calls on the same object. In a child after
+/// fork(), a mark made by the parent throws errc::wrong_process.
 class event {
  public:
   /// An event never recorded.
