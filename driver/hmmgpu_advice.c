@@ -491,6 +491,37 @@ static bool hmmgpu_advice_mapped(struct mm_struct *mm, unsigned long start,
 	return ret;
 }
 
+/* A page-aligned, non-empty, non-wrapping range of user addresses. */
+static bool hmmgpu_advice_range_valid(u64 addr, u64 length)
+{
+	return PAGE_ALIGNED(addr) && PAGE_ALIGNED(length) && length &&
+	       addr + length > addr && addr + length <= TASK_SIZE;
+}
+
+/*
+ * The advice of the file's process, created on first use, for a call of
+ * that process on a range that is mapped.
+ */
+static struct hmmgpu_mm *hmmgpu_file_advice(struct hmmgpu_file *hfile,
+					    u64 addr, u64 length)
+{
+	struct hmmgpu_mm *hm;
+
+	if (current->mm != hfile->mm)
+		return ERR_PTR(-EPERM);
+	if (!hmmgpu_advice_mapped(hfile->mm, addr, addr + length))
+		return ERR_PTR(-EFAULT);
+	mutex_lock(&hfile->lock);
+	hm = hfile->advice;
+	if (!hm) {
+		hm = hmmgpu_mm_get(hfile->mm);
+		if (!IS_ERR(hm))
+			hfile->advice = hm;
+	}
+	mutex_unlock(&hfile->lock);
+	return hm;
+}
+
 /**
  * hmmgpu_ioctl_advise() - HMMGPU_IOCTL_ADVISE
  * @hfile: the open file
@@ -508,31 +539,72 @@ int hmmgpu_ioctl_advise(struct hmmgpu_file *hfile, void __user *uarg)
 	if (copy_from_user(&args, uarg, sizeof(args)))
 		return -EFAULT;
 	if (args.flags || memchr_inv(args.reserved, 0, sizeof(args.reserved)) ||
-	    !PAGE_ALIGNED(args.addr) || !PAGE_ALIGNED(args.length) ||
-	    !args.length || args.addr + args.length <= args.addr ||
-	    args.addr + args.length > TASK_SIZE ||
+	    !hmmgpu_advice_range_valid(args.addr, args.length) ||
 	    args.advice < HMMGPU_ADVISE_PREFERRED_DEVICE ||
 	    args.advice > HMMGPU_ADVISE_UNSET_READ_MOSTLY)
 		return -EINVAL;
 	if (args.advice >= HMMGPU_ADVISE_READ_MOSTLY)
 		return -EOPNOTSUPP;
-	if (current->mm != hfile->mm)
-		return -EPERM;
-	if (!hmmgpu_advice_mapped(hfile->mm, args.addr,
-				  args.addr + args.length))
-		return -EFAULT;
-
-	mutex_lock(&hfile->lock);
-	hm = hfile->advice;
-	if (!hm) {
-		hm = hmmgpu_mm_get(hfile->mm);
-		if (!IS_ERR(hm))
-			hfile->advice = hm;
-	}
-	mutex_unlock(&hfile->lock);
+	hm = hmmgpu_file_advice(hfile, args.addr, args.length);
 	if (IS_ERR(hm))
 		return PTR_ERR(hm);
 	ret = hmmgpu_advice_set(hm, args.addr, args.addr + args.length,
 				args.advice, hfile->hdev->minor);
 	return ret;
+}
+
+/* Fill the output of @args from the advice of its range. */
+static void hmmgpu_advice_report(struct hmmgpu_mm *hm,
+				 struct hmmgpu_range_advice *args)
+{
+	unsigned long addr = args->addr, end = args->addr + args->length;
+	struct hmmgpu_advice_attrs a, all;
+	bool mixed = false;
+
+	addr = hmmgpu_advice_lookup(hm, addr, &all);
+	while (addr < end) {
+		addr = hmmgpu_advice_lookup(hm, addr, &a);
+		mixed |= a.preferred != all.preferred;
+		all.accessed_by &= a.accessed_by;
+	}
+	args->accessed_by = all.accessed_by;
+	if (mixed || all.preferred == HMMGPU_PREF_NONE)
+		return;
+	if (all.preferred == HMMGPU_PREF_CPU) {
+		args->preferred = HMMGPU_PREFERRED_CPU;
+		return;
+	}
+	args->preferred = HMMGPU_PREFERRED_DEVICE;
+	args->preferred_device = all.preferred - HMMGPU_PREF_DEVICE(0);
+}
+
+/**
+ * hmmgpu_ioctl_get_advice() - HMMGPU_IOCTL_GET_ADVICE
+ * @hfile: the open file
+ * @uarg: user pointer to &struct hmmgpu_range_advice
+ *
+ * Context: process context, &hmmgpu_device.unplug_lock held for read.
+ * Return: 0 or -errno as documented in include/uapi/hmmgpu.h.
+ */
+int hmmgpu_ioctl_get_advice(struct hmmgpu_file *hfile, void __user *uarg)
+{
+	struct hmmgpu_range_advice args;
+	struct hmmgpu_mm *hm;
+
+	if (copy_from_user(&args, uarg, sizeof(args)))
+		return -EFAULT;
+	if (args.flags || memchr_inv(args.reserved, 0, sizeof(args.reserved)) ||
+	    !hmmgpu_advice_range_valid(args.addr, args.length))
+		return -EINVAL;
+	hm = hmmgpu_file_advice(hfile, args.addr, args.length);
+	if (IS_ERR(hm))
+		return PTR_ERR(hm);
+
+	args.preferred = HMMGPU_PREFERRED_NONE;
+	args.preferred_device = 0;
+	args.pad = 0;
+	hmmgpu_advice_report(hm, &args);
+	if (copy_to_user(uarg, &args, sizeof(args)))
+		return -EFAULT;
+	return 0;
 }

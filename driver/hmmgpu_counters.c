@@ -38,6 +38,8 @@
 #include "hmmgpu_trace.h"
 
 static_assert(HMMGPU_MAX_QUEUES - 1 <= HMMGPU_MAX_CHANNELS_UAPI);
+static_assert(offsetofend(struct hmmgpu_counters, reserved) ==
+	      HMMGPU_COUNTERS_SIZE_V1);
 
 static struct dentry *hmmgpu_debugfs_root;
 
@@ -62,6 +64,15 @@ static void hmmgpu_device_counters(struct hmmgpu_device *hdev,
 	c->fault_cancels = atomic64_read(&s->fault_cancels);
 	c->evicted_chunks = atomic64_read(&s->evicted_chunks);
 	c->evicted_pages = atomic64_read(&s->evicted_pages);
+	c->evicted_bytes = c->evicted_pages << PAGE_SHIFT;
+	c->fault_batches = atomic64_read(&s->fault_batches);
+	c->fault_duplicates = atomic64_read(&s->fault_duplicates);
+	c->prefetched_pages = atomic64_read(&s->prefetched_pages);
+	c->remote_mapped_pages = atomic64_read(&s->remote_mapped_pages);
+	c->thrashing_events = atomic64_read(&s->thrashing_events);
+	c->peer_to_device_pages = atomic64_read(&s->peer_to_device_pages);
+	c->peer_to_device_bytes = c->peer_to_device_pages << PAGE_SHIFT;
+	c->tlb_invalidates = atomic64_read(&s->tlb_invalidates);
 
 	/* Without channels, copies run on queue 0. */
 	if (!hdev->num_channels) {
@@ -84,26 +95,67 @@ static bool hmmgpu_counters_valid(const struct hmmgpu_counters *args)
 /**
  * hmmgpu_ioctl_get_counters() - HMMGPU_IOCTL_GET_COUNTERS
  * @hfile: the open file
- * @uarg: user pointer to &struct hmmgpu_counters
+ * @uarg: user pointer to &struct hmmgpu_counters of the caller's version
+ * @usize: its size, from the ioctl number
+ *
+ * The structure grows at its end: a caller's smaller (older) one is filled
+ * as far as it goes, a larger (newer) one must be zero past ours.
  *
  * Context: process context, &hmmgpu_device.unplug_lock held for read.
  * Return: 0 or -errno as documented in include/uapi/hmmgpu.h.
  */
-int hmmgpu_ioctl_get_counters(struct hmmgpu_file *hfile, void __user *uarg)
+int hmmgpu_ioctl_get_counters(struct hmmgpu_file *hfile, void __user *uarg,
+			      unsigned int usize)
 {
 	struct hmmgpu_counters args;
+	int ret;
 
-	if (copy_from_user(&args, uarg, sizeof(args)))
-		return -EFAULT;
+	if (usize < HMMGPU_COUNTERS_SIZE_V1)
+		return -EINVAL;
+	ret = copy_struct_from_user(&args, sizeof(args), uarg, usize);
+	if (ret)
+		return ret;
 	if (!hmmgpu_counters_valid(&args))
 		return -EINVAL;
 
 	memset(&args, 0, sizeof(args));
 	hmmgpu_device_counters(hfile->hdev, &args);
-	if (copy_to_user(uarg, &args, sizeof(args)))
+	if (copy_to_user(uarg, &args, min_t(size_t, usize, sizeof(args))))
 		return -EFAULT;
 	return 0;
 }
+
+#define HMMGPU_COUNTER(name) { #name, offsetof(struct hmmgpu_counters, name) }
+
+/* The counters debugfs shows, in this order, before the per-channel ones. */
+static const struct {
+	const char *name;
+	size_t offset;
+} hmmgpu_counter_fields[] = {
+	HMMGPU_COUNTER(to_device_pages),
+	HMMGPU_COUNTER(to_device_bytes),
+	HMMGPU_COUNTER(to_system_pages),
+	HMMGPU_COUNTER(to_system_bytes),
+	HMMGPU_COUNTER(cpu_faults),
+	HMMGPU_COUNTER(fault_around_pages),
+	HMMGPU_COUNTER(copy_batches),
+	HMMGPU_COUNTER(copy_errors),
+	HMMGPU_COUNTER(vram_alloc_failures),
+	HMMGPU_COUNTER(device_faults),
+	HMMGPU_COUNTER(fault_replays),
+	HMMGPU_COUNTER(fault_cancels),
+	HMMGPU_COUNTER(evicted_chunks),
+	HMMGPU_COUNTER(evicted_pages),
+	HMMGPU_COUNTER(evicted_bytes),
+	HMMGPU_COUNTER(fault_batches),
+	HMMGPU_COUNTER(fault_duplicates),
+	HMMGPU_COUNTER(prefetched_pages),
+	HMMGPU_COUNTER(remote_mapped_pages),
+	HMMGPU_COUNTER(thrashing_events),
+	HMMGPU_COUNTER(peer_to_device_pages),
+	HMMGPU_COUNTER(peer_to_device_bytes),
+	HMMGPU_COUNTER(tlb_invalidates),
+};
 
 static int hmmgpu_counters_show(struct seq_file *m, void *unused)
 {
@@ -112,20 +164,9 @@ static int hmmgpu_counters_show(struct seq_file *m, void *unused)
 	unsigned int i;
 
 	hmmgpu_device_counters(hdev, &c);
-	seq_printf(m, "to_device_pages %llu\n", c.to_device_pages);
-	seq_printf(m, "to_device_bytes %llu\n", c.to_device_bytes);
-	seq_printf(m, "to_system_pages %llu\n", c.to_system_pages);
-	seq_printf(m, "to_system_bytes %llu\n", c.to_system_bytes);
-	seq_printf(m, "cpu_faults %llu\n", c.cpu_faults);
-	seq_printf(m, "fault_around_pages %llu\n", c.fault_around_pages);
-	seq_printf(m, "copy_batches %llu\n", c.copy_batches);
-	seq_printf(m, "copy_errors %llu\n", c.copy_errors);
-	seq_printf(m, "vram_alloc_failures %llu\n", c.vram_alloc_failures);
-	seq_printf(m, "device_faults %llu\n", c.device_faults);
-	seq_printf(m, "fault_replays %llu\n", c.fault_replays);
-	seq_printf(m, "fault_cancels %llu\n", c.fault_cancels);
-	seq_printf(m, "evicted_chunks %llu\n", c.evicted_chunks);
-	seq_printf(m, "evicted_pages %llu\n", c.evicted_pages);
+	for (i = 0; i < ARRAY_SIZE(hmmgpu_counter_fields); i++)
+		seq_printf(m, "%s %llu\n", hmmgpu_counter_fields[i].name,
+			   *(u64 *)((char *)&c + hmmgpu_counter_fields[i].offset));
 	seq_printf(m, "num_channels %u\n", c.num_channels);
 	for (i = 0; i < c.num_channels; i++)
 		seq_printf(m, "channel%u_busy_ns %llu\n", i,

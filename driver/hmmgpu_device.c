@@ -252,6 +252,54 @@ static const struct class hmmgpu_class = {
 	.dev_groups = hmmgpu_groups,
 };
 
+/**
+ * hmmgpu_device_is_peer() - whether a device reaches another's VRAM
+ * @hdev: a device
+ * @other: another device, or @hdev
+ *
+ * Peers copy VRAM to VRAM (%HMMGPU_COPY_FROM_PEER) and map each other's
+ * pages (%HMMGPU_PTE_PEER): the same backend says they are in the same
+ * &hmmgpu_device.peer_group.
+ *
+ * Return: true when @other is a peer of @hdev (never @hdev itself).
+ */
+bool hmmgpu_device_is_peer(const struct hmmgpu_device *hdev,
+			   const struct hmmgpu_device *other)
+{
+	return other != hdev && other->ops == hdev->ops &&
+	       hdev->peer_group && other->peer_group == hdev->peer_group;
+}
+
+struct hmmgpu_peer_scan {
+	struct hmmgpu_device *hdev;
+	u64 mask;
+};
+
+static int hmmgpu_peer_scan_one(struct device *dev, void *data)
+{
+	struct hmmgpu_peer_scan *scan = data;
+	struct hmmgpu_device *other = to_hmmgpu_device(dev);
+
+	if (hmmgpu_device_is_peer(scan->hdev, other) &&
+	    hmmgpu_device_state(other) == HMMGPU_STATE_READY)
+		scan->mask |= BIT_ULL(other->minor);
+	return 0;
+}
+
+/**
+ * hmmgpu_device_peers() - the peers of a device that are ready
+ * @hdev: the device
+ *
+ * Return: bit N set for each peer /dev/hmmgpuN (&hmmgpu_info.peers).
+ */
+u64 hmmgpu_device_peers(struct hmmgpu_device *hdev)
+{
+	struct hmmgpu_peer_scan scan = { .hdev = hdev };
+
+	class_for_each_device(&hmmgpu_class, NULL, &scan, hmmgpu_peer_scan_one);
+	return scan.mask;
+}
+
 /* ioctls */
 
 static int hmmgpu_ioctl_get_info(struct hmmgpu_file *hfile,
@@ -270,6 +318,7 @@ static int hmmgpu_ioctl_get_info(struct hmmgpu_file *hfile,
 	info.num_queues = hdev->num_queues;
 	info.index = hdev->minor;
 	strscpy(info.name, hdev->name);
+	info.peers = hmmgpu_device_peers(hdev);
 	if (hdev->caps & HMMGPU_CAP_COMPUTE) {
 		info.num_streams = hdev->num_compute;
 		info.num_contexts = hdev->num_contexts;
@@ -313,46 +362,60 @@ static int hmmgpu_ioctl_nop(struct hmmgpu_file *hfile, void __user *uarg)
 
 typedef int (*hmmgpu_ioctl_fn)(struct hmmgpu_file *hfile, void __user *uarg);
 
+/*
+ * GET_COUNTERS grows at its end (see the uapi header): every size from the
+ * first version's on is the same ioctl.
+ */
+static bool hmmgpu_ioctl_is_counters(unsigned int cmd)
+{
+	return _IOC_TYPE(cmd) == HMMGPU_IOCTL_MAGIC &&
+	       _IOC_NR(cmd) == _IOC_NR(HMMGPU_IOCTL_GET_COUNTERS) &&
+	       _IOC_DIR(cmd) == (_IOC_READ | _IOC_WRITE);
+}
+
+/* The handler of @cmd, or NULL for an unknown ioctl (or GET_COUNTERS). */
+static hmmgpu_ioctl_fn hmmgpu_ioctl_lookup(unsigned int cmd)
+{
+	switch (cmd) {
+	case HMMGPU_IOCTL_GET_INFO:
+		return hmmgpu_ioctl_get_info;
+	case HMMGPU_IOCTL_NOP:
+		return hmmgpu_ioctl_nop;
+	case HMMGPU_IOCTL_MIGRATE:
+		return hmmgpu_ioctl_migrate;
+	case HMMGPU_IOCTL_LAUNCH:
+		return hmmgpu_ioctl_launch;
+	case HMMGPU_IOCTL_WAIT:
+		return hmmgpu_ioctl_wait;
+	case HMMGPU_IOCTL_RESIDENCY:
+		return hmmgpu_ioctl_residency;
+	case HMMGPU_IOCTL_ADVISE:
+		return hmmgpu_ioctl_advise;
+	case HMMGPU_IOCTL_GET_ADVICE:
+		return hmmgpu_ioctl_get_advice;
+	default:
+		return NULL;
+	}
+}
+
 static long hmmgpu_ioctl(struct file *file, unsigned int cmd,
 			 unsigned long arg)
 {
 	struct hmmgpu_file *hfile = file->private_data;
 	struct hmmgpu_device *hdev = hfile->hdev;
-	hmmgpu_ioctl_fn fn;
+	bool counters = hmmgpu_ioctl_is_counters(cmd);
+	hmmgpu_ioctl_fn fn = hmmgpu_ioctl_lookup(cmd);
 	int ret;
 
-	switch (cmd) {
-	case HMMGPU_IOCTL_GET_INFO:
-		fn = hmmgpu_ioctl_get_info;
-		break;
-	case HMMGPU_IOCTL_NOP:
-		fn = hmmgpu_ioctl_nop;
-		break;
-	case HMMGPU_IOCTL_MIGRATE:
-		fn = hmmgpu_ioctl_migrate;
-		break;
-	case HMMGPU_IOCTL_GET_COUNTERS:
-		fn = hmmgpu_ioctl_get_counters;
-		break;
-	case HMMGPU_IOCTL_LAUNCH:
-		fn = hmmgpu_ioctl_launch;
-		break;
-	case HMMGPU_IOCTL_WAIT:
-		fn = hmmgpu_ioctl_wait;
-		break;
-	case HMMGPU_IOCTL_RESIDENCY:
-		fn = hmmgpu_ioctl_residency;
-		break;
-	case HMMGPU_IOCTL_ADVISE:
-		fn = hmmgpu_ioctl_advise;
-		break;
-	default:
+	if (!fn && !counters)
 		return -ENOTTY;
-	}
 
 	down_read(&hdev->unplug_lock);
 	if (hmmgpu_device_state(hdev) >= HMMGPU_STATE_LOST)
 		ret = -ENODEV;
+	else if (counters)
+		ret = hmmgpu_ioctl_get_counters(hfile, (void __user *)arg,
+						_IOC_SIZE(cmd));
 	else
 		ret = fn(hfile, (void __user *)arg);
 	up_read(&hdev->unplug_lock);

@@ -43,6 +43,8 @@
 #define HMMGPU_REGION_PAGES	(HMMGPU_REGION_SIZE >> PAGE_SHIFT)
 /* At most this many pages per copy command (one OP_COPY_LIST). */
 #define HMMGPU_COPY_MAX_PAGES	4096
+/* Nodes of the prefetcher's tree over a region, in heap order from 1. */
+#define HMMGPU_PREFETCH_TREE	(2 * HMMGPU_REGION_PAGES)
 
 struct dentry;
 struct hmmgpu_device;
@@ -162,21 +164,28 @@ struct hmmgpu_fault {
 };
 
 /**
- * enum hmmgpu_copy_dir - direction of a copy between system memory and VRAM
+ * enum hmmgpu_copy_dir - direction of a copy
  * @HMMGPU_COPY_TO_VRAM: from the system pages to the VRAM offsets
  * @HMMGPU_COPY_TO_SYSTEM: from the VRAM offsets to the system pages
+ * @HMMGPU_COPY_FROM_PEER: from offsets into a peer device's VRAM to the
+ *	VRAM offsets (see hmmgpu_device_is_peer())
  */
 enum hmmgpu_copy_dir {
 	HMMGPU_COPY_TO_VRAM,
 	HMMGPU_COPY_TO_SYSTEM,
+	HMMGPU_COPY_FROM_PEER,
 };
 
 /**
  * struct hmmgpu_copy - a batch of page copies for one copy command
  * @dir: direction
  * @npages: pages, 1..%HMMGPU_COPY_MAX_PAGES
- * @sys: @npages system pages
+ * @sys: @npages system pages (not with %HMMGPU_COPY_FROM_PEER)
  * @vram: @npages page-aligned byte offsets into the device's own VRAM
+ * @peer_vram: with %HMMGPU_COPY_FROM_PEER, @npages page-aligned byte
+ *	offsets into the VRAM of the peer @peer, the sources
+ * @peer: with %HMMGPU_COPY_FROM_PEER, the source's
+ *	&hmmgpu_device.peer_index
  * @done: out, set by &hmmgpu_backend_ops.copy_finish: the pages
  *	[0, @done) were copied, the others were not
  * @priv: backend data from &hmmgpu_backend_ops.copy_prepare to
@@ -187,6 +196,8 @@ struct hmmgpu_copy {
 	unsigned int npages;
 	struct page **sys;
 	const u64 *vram;
+	const u64 *peer_vram;
+	u16 peer;
 	unsigned int done;
 	void *priv;
 };
@@ -343,6 +354,15 @@ struct hmmgpu_queue {
  * @fault_cancels: faulting pages whose launches were cancelled
  * @evicted_chunks: chunks evicted to make room
  * @evicted_pages: pages those evictions moved to system memory
+ * @fault_batches: batches of device faults serviced
+ * @fault_duplicates: device faults on a page already reported in the batch
+ * @prefetched_pages: pages the fault service moved to the VRAM and mapped
+ *	besides the faulting ones (hmmgpu_policy.c)
+ * @remote_mapped_pages: pages mapped in system memory or a peer's VRAM
+ * @thrashing_events: pages found bouncing between the device and another
+ *	processor
+ * @peer_to_device_pages: pages moved into the VRAM from a peer's VRAM
+ * @tlb_invalidates: %HMMGPU_CMD_TLB_INVALIDATE commands submitted
  *
  * Updated lock-free where the events happen and read by
  * hmmgpu_device_counters(); a migration counts on the device that owns the
@@ -361,6 +381,13 @@ struct hmmgpu_stats {
 	atomic64_t fault_cancels;
 	atomic64_t evicted_chunks;
 	atomic64_t evicted_pages;
+	atomic64_t fault_batches;
+	atomic64_t fault_duplicates;
+	atomic64_t prefetched_pages;
+	atomic64_t remote_mapped_pages;
+	atomic64_t thrashing_events;
+	atomic64_t peer_to_device_pages;
+	atomic64_t tlb_invalidates;
 };
 
 /**
@@ -398,7 +425,8 @@ struct hmmgpu_stats {
  *	DMA, build the engine's block list, ...) before the core writes a
  *	%HMMGPU_CMD_COPY command for it. Called with @q->lock held from
  *	process context, also on the CPU fault path: may sleep, and should
- *	allocate with GFP_KERNEL. Return: 0 or -ENOMEM. (required for a
+ *	allocate with GFP_KERNEL. Return: 0, -ENOMEM, or -EINVAL for a copy
+ *	the hardware cannot do (a peer copy without peers). (required for a
  *	device with %HMMGPU_CAP_MIGRATE)
  * @copy_finish: set @copy->done and release what @copy_prepare set up.
  *	@err is the command's result: 0 when it completed, -EIO when it
@@ -505,7 +533,9 @@ struct hmmgpu_backend_ops {
  * @num_compute: compute queues, those after the channels
  * @num_contexts: device address spaces (with %HMMGPU_CAP_COMPUTE)
  * @peer_index: the device's index among its peers, the value a peer's
- *	%HMMGPU_PTE_PEER mapping names it by
+ *	%HMMGPU_PTE_PEER mapping and %HMMGPU_COPY_FROM_PEER copy name it by
+ * @peer_group: devices of the same backend with the same non-zero value
+ *	reach each other's VRAM (hmmgpu_device_is_peer()); 0 for none
  * @num_queues: 1 + @num_channels + @num_compute
  * @nop_ns: NOP round trip measured when the device was registered
  * @queues: @num_queues queues
@@ -542,6 +572,7 @@ struct hmmgpu_device {
 	unsigned int num_compute;
 	unsigned int num_contexts;
 	unsigned int peer_index;
+	u64 peer_group;
 	unsigned int num_queues;
 	u64 nop_ns;
 	struct hmmgpu_queue *queues;
@@ -557,6 +588,21 @@ struct hmmgpu_device {
 struct hmmgpu_mm;
 struct hmmgpu_map_run;
 struct hmmgpu_fault_batch;
+
+/**
+ * struct hmmgpu_thrash - thrashing detection state of one region of a
+ *	context (hmmgpu_policy.c), protected by &hmmgpu_ctx.lock
+ * @arrived: per page, when it was last mapped from the device's VRAM
+ * @left: per page, when a migration then unmapped it, or 0
+ * @until: per page, the end of its pinning to remote mappings, or 0
+ * @bounces: per page, quick rounds away and back in a row
+ */
+struct hmmgpu_thrash {
+	u32 arrived[HMMGPU_REGION_PAGES];
+	u32 left[HMMGPU_REGION_PAGES];
+	u32 until[HMMGPU_REGION_PAGES];
+	u8 bounces[HMMGPU_REGION_PAGES];
+};
 
 /**
  * struct hmmgpu_advice_attrs - the advice of an address range
@@ -648,6 +694,10 @@ extern unsigned int hmmgpu_sysram_vram_mb;
 extern unsigned int hmmgpu_sysram_channels;
 extern unsigned int hmmgpu_fault_around_pages;
 extern bool hmmgpu_fault_migrate;
+extern unsigned int hmmgpu_prefetch_threshold;
+extern unsigned int hmmgpu_thrash_threshold;
+extern unsigned int hmmgpu_thrash_lapse_ms;
+extern unsigned int hmmgpu_thrash_pin_ms;
 
 /* hmmgpu_device.c */
 int hmmgpu_core_init(void);
@@ -663,9 +713,13 @@ enum hmmgpu_state hmmgpu_device_state(struct hmmgpu_device *hdev);
 void hmmgpu_device_set_state(struct hmmgpu_device *hdev,
 			     enum hmmgpu_state state);
 int hmmgpu_device_usable(struct hmmgpu_device *hdev);
+bool hmmgpu_device_is_peer(const struct hmmgpu_device *hdev,
+			   const struct hmmgpu_device *other);
+u64 hmmgpu_device_peers(struct hmmgpu_device *hdev);
 
 /* hmmgpu_counters.c */
-int hmmgpu_ioctl_get_counters(struct hmmgpu_file *hfile, void __user *uarg);
+int hmmgpu_ioctl_get_counters(struct hmmgpu_file *hfile, void __user *uarg,
+			      unsigned int usize);
 void hmmgpu_debugfs_init(void);
 void hmmgpu_debugfs_exit(void);
 void hmmgpu_debugfs_add(struct hmmgpu_device *hdev);
@@ -686,8 +740,7 @@ void hmmgpu_queue_release(struct hmmgpu_queue *q, struct hmmgpu_job *job);
 bool hmmgpu_queue_job_done(struct hmmgpu_queue *q, struct hmmgpu_job *job);
 int hmmgpu_queue_exec(struct hmmgpu_queue *q, struct hmmgpu_cmd *cmd);
 void hmmgpu_device_copy_submit(struct hmmgpu_device *hdev,
-			       enum hmmgpu_copy_dir dir, struct page **sys,
-			       const u64 *vram, unsigned int npages,
+			       const struct hmmgpu_copy *copy,
 			       struct hmmgpu_copy_op *op);
 int hmmgpu_device_copy_wait(struct hmmgpu_copy_op *op, unsigned long *failed,
 			    unsigned int base);
@@ -704,6 +757,22 @@ void hmmgpu_ctx_put(struct hmmgpu_ctx *ctx);
 void hmmgpu_ctx_destroy(struct hmmgpu_ctx *ctx);
 int hmmgpu_ctx_map(struct hmmgpu_ctx *ctx, u64 va, unsigned long npages,
 		   bool write);
+int hmmgpu_ctx_fault(struct hmmgpu_ctx *ctx, u64 base,
+		     const unsigned long *faulted, const unsigned long *write,
+		     bool prefetch);
+void hmmgpu_ctx_map_resident(struct hmmgpu_ctx *ctx, u64 start, u64 end);
+struct hmmgpu_ctx *hmmgpu_file_ctx(struct hmmgpu_file *hfile);
+
+/* hmmgpu_policy.c */
+void hmmgpu_prefetch_select(const unsigned long *faulted,
+			    const unsigned long *counted,
+			    const unsigned long *allowed,
+			    unsigned long *prefetch, u16 *count);
+u32 hmmgpu_thrash_now(void);
+void hmmgpu_thrash_arrive(struct hmmgpu_thrash *t, unsigned int page, u32 now);
+void hmmgpu_thrash_leave(struct hmmgpu_thrash *t, unsigned int page, u32 now);
+bool hmmgpu_thrash_return(struct hmmgpu_thrash *t, unsigned int page, u32 now);
+bool hmmgpu_thrash_pinned(struct hmmgpu_thrash *t, unsigned int page, u32 now);
 
 /* hmmgpu_launch.c */
 int hmmgpu_ioctl_launch(struct hmmgpu_file *hfile, void __user *uarg);
@@ -711,6 +780,7 @@ int hmmgpu_ioctl_wait(struct hmmgpu_file *hfile, void __user *uarg);
 
 /* hmmgpu_advice.c */
 int hmmgpu_ioctl_advise(struct hmmgpu_file *hfile, void __user *uarg);
+int hmmgpu_ioctl_get_advice(struct hmmgpu_file *hfile, void __user *uarg);
 struct hmmgpu_mm *hmmgpu_mm_get(struct mm_struct *mm);
 void hmmgpu_mm_put(struct hmmgpu_mm *hm);
 unsigned long hmmgpu_advice_lookup(struct hmmgpu_mm *hm, unsigned long addr,
@@ -744,7 +814,7 @@ unsigned long hmmgpu_migrate_evict(unsigned long start_pfn,
 				   unsigned long npages, bool lossy);
 int hmmgpu_migrate_for_device(struct hmmgpu_device *hdev,
 			      struct mm_struct *mm, unsigned long start,
-			      unsigned long end);
+			      unsigned long end, u8 *status);
 
 /* hmmgpu_emu.c */
 int hmmgpu_emu_init(void);

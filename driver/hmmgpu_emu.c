@@ -35,6 +35,11 @@
  * system pages are deliberately leaked, so that a device that wakes up
  * again cannot write into memory the kernel has reused.
  *
+ * Devices with the same PEER_GROUP (version 1.3) are peers: a copy from a
+ * peer's VRAM (%HMMGPU_COPY_FROM_PEER) is an OP_COPY_LIST from AP_PEER to
+ * AP_VRAM, with nothing DMA-mapped, and page tables may point into a peer's
+ * VRAM. A version 1.2 device has no PEER_GROUP and no peers.
+ *
  * A version 1.2 device with compute queues (CAP_MMU, CAP_COMPUTE and
  * CAP_FAULT) computes: the core's launch, bind, invalidate, replay and
  * cancel commands become OP_LAUNCH, OP_CTX_BIND, OP_TLB_INVALIDATE,
@@ -91,6 +96,7 @@
  * @num_compute: NUM_COMPUTE (version 1.2), else 0
  * @num_contexts: NUM_CONTEXTS (version 1.2), else 0
  * @fault_vector: FAULT_VECTOR (version 1.2), else 0
+ * @peer_group: PEER_GROUP (version 1.3), else 0: no peers
  * @name: NAME
  */
 struct hmmgpu_emu_ident {
@@ -107,6 +113,7 @@ struct hmmgpu_emu_ident {
 	u32 num_compute;
 	u32 num_contexts;
 	u32 fault_vector;
+	u64 peer_group;
 	char name[HMMGPU_REG_NAME_LEN];
 };
 
@@ -220,13 +227,26 @@ static unsigned int hmmgpu_emu_queue_space(struct hmmgpu_queue *q)
 	return used <= eq->entries ? eq->entries - used : 0;
 }
 
+/* The aperture word (section 4.4) of @copy. */
+static u32 hmmgpu_emu_copy_aperture(const struct hmmgpu_copy *copy)
+{
+	switch (copy->dir) {
+	case HMMGPU_COPY_TO_VRAM:
+		return HMMGPU_APERTURE(HMMGPU_AP_SYSMEM, HMMGPU_AP_VRAM);
+	case HMMGPU_COPY_TO_SYSTEM:
+		return HMMGPU_APERTURE(HMMGPU_AP_VRAM, HMMGPU_AP_SYSMEM);
+	case HMMGPU_COPY_FROM_PEER:
+		break;
+	}
+	return HMMGPU_APERTURE(HMMGPU_AP_PEER, HMMGPU_AP_VRAM) |
+	       (u32)copy->peer << HMMGPU_APERTURE_SRC_PEER_SHIFT;
+}
+
 static void hmmgpu_emu_copy_desc(struct hmmgpu_hw_desc *desc,
 				 struct hmmgpu_copy *copy, u32 slot)
 {
 	struct hmmgpu_emu_copy *ec = copy->priv;
-	u32 aperture = copy->dir == HMMGPU_COPY_TO_VRAM ?
-		HMMGPU_APERTURE(HMMGPU_AP_SYSMEM, HMMGPU_AP_VRAM) :
-		HMMGPU_APERTURE(HMMGPU_AP_VRAM, HMMGPU_AP_SYSMEM);
+	u32 aperture = hmmgpu_emu_copy_aperture(copy);
 
 	desc->arg[0] = cpu_to_le64(ec->list_dma);
 	desc->arg[1] = cpu_to_le64(copy->npages);
@@ -465,6 +485,8 @@ static void hmmgpu_emu_copy_unmap(struct device *dev, struct hmmgpu_copy *copy,
 {
 	struct hmmgpu_emu_copy *ec = copy->priv;
 
+	if (copy->dir == HMMGPU_COPY_FROM_PEER)
+		return;		/* VRAM to VRAM: nothing is DMA-mapped */
 	while (n--)
 		dma_unmap_page(dev, ec->dma[n], PAGE_SIZE,
 			       hmmgpu_emu_dma_dir(copy));
@@ -488,6 +510,13 @@ static int hmmgpu_emu_copy_map(struct device *dev, struct hmmgpu_copy *copy)
 	bool to_vram = copy->dir == HMMGPU_COPY_TO_VRAM;
 	unsigned int i;
 
+	if (copy->dir == HMMGPU_COPY_FROM_PEER) {
+		for (i = 0; i < copy->npages; i++) {
+			ec->list[i].src = cpu_to_le64(copy->peer_vram[i]);
+			ec->list[i].dst = cpu_to_le64(copy->vram[i]);
+		}
+		return 0;
+	}
 	for (i = 0; i < copy->npages; i++) {
 		u64 sys, vram = copy->vram[i];
 
@@ -517,10 +546,16 @@ static int hmmgpu_emu_copy_prepare(struct hmmgpu_queue *q,
 	if (!ec)
 		return -ENOMEM;
 	copy->priv = ec;
-	ec->dma = kvcalloc(copy->npages, sizeof(*ec->dma), GFP_KERNEL);
+	if (copy->dir != HMMGPU_COPY_FROM_PEER) {
+		ec->dma = kvcalloc(copy->npages, sizeof(*ec->dma), GFP_KERNEL);
+		if (!ec->dma) {
+			ret = -ENOMEM;
+			goto err_free;
+		}
+	}
 	ec->list = dma_alloc_coherent(dev, copy->npages * sizeof(*ec->list),
 				      &ec->list_dma, GFP_KERNEL);
-	if (!ec->dma || !ec->list) {
+	if (!ec->list) {
 		ret = -ENOMEM;
 		goto err_free;
 	}
@@ -777,6 +812,8 @@ static void hmmgpu_emu_read_ident(struct hmmgpu_emu_ident *id,
 	id->num_compute = readl(regs + HMMGPU_REG_NUM_COMPUTE);
 	id->num_contexts = readl(regs + HMMGPU_REG_NUM_CONTEXTS);
 	id->fault_vector = readl(regs + HMMGPU_REG_FAULT_VECTOR);
+	if (HMMGPU_VERSION_MINOR(id->version) >= HMMGPU_HW_MINOR_PEER_GROUP)
+		id->peer_group = readq(regs + HMMGPU_REG_PEER_GROUP);
 }
 
 /* Return: 0 for an hmmgpu device of a known version, else -ENODEV. */
@@ -1068,6 +1105,7 @@ static int hmmgpu_emu_create(struct hmmgpu_emu *emu)
 					 HMMGPU_EMU_MAX_CONTEXTS);
 	}
 	hdev->peer_index = emu->id.device_index;
+	hdev->peer_group = emu->id.peer_group;
 	hdev->vram_size = emu->id.vram_size;
 	for (i = 0; i < hdev->num_queues; i++) {
 		hdev->queues[i].priv = &emu->queues[i];

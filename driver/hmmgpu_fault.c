@@ -16,13 +16,15 @@
  * 2. sorts them by context, address and stall and gathers the distinct
  *    pages (a page is reported by every wave, launch and queue that touched
  *    it, and again after each replay), a write winning over a read;
- * 3. services them in runs of consecutive pages of one context, access
- *    and notifier region: hmmgpu_ctx_map() moves them to the device (first
- *    touch) and maps them where they lie, faulting them in for the process
- *    first as the CPU would. A run that fails is retried page by page, and
- *    a page that cannot be mapped (not mapped in the process, or not
- *    writable for a write) gets the launches of the stalls that reported
- *    it cancelled: they end with -EFAULT. Cancelling by stall, not by page,
+ * 3. services them per context and notifier region (2 MiB):
+ *    hmmgpu_ctx_fault() moves them to the device (first touch) with the
+ *    neighbours the prefetcher picks (hmmgpu_policy.c) and maps them where
+ *    they lie, faulting them in for the process first as the CPU would.
+ *    When that fails, the region's pages are serviced again without
+ *    prefetching, run of consecutive pages by run and a failed run page by
+ *    page, and a page that cannot be mapped (not mapped in the process, or
+ *    not writable for a write) gets the launches of the stalls that
+ *    reported it cancelled: they end with -EFAULT. Cancelling by stall, not by page,
  *    spares a launch that stalled on the same page after the batch was
  *    read (another launch of the process, which may be allowed to read the
  *    page);
@@ -60,10 +62,14 @@ struct hmmgpu_fault_page {
  * struct hmmgpu_fault_batch - the worker's scratch space
  * @faults: the faults fetched, sorted by context, page and stall
  * @pages: the distinct pages of @faults
+ * @faulted: the faulting pages of the region being serviced
+ * @write: those of them written
  */
 struct hmmgpu_fault_batch {
 	struct hmmgpu_fault faults[HMMGPU_FAULT_BATCH];
 	struct hmmgpu_fault_page pages[HMMGPU_FAULT_BATCH];
+	DECLARE_BITMAP(faulted, HMMGPU_REGION_PAGES);
+	DECLARE_BITMAP(write, HMMGPU_REGION_PAGES);
 };
 
 /**
@@ -158,26 +164,60 @@ static unsigned int hmmgpu_fault_run(const struct hmmgpu_fault_page *p,
 	return k;
 }
 
-/* Map a run of @k pages; a run that fails is retried page by page. */
+/* The pages from @p[0] on in the same context and notifier region. */
+static unsigned int hmmgpu_fault_region(const struct hmmgpu_fault_page *p,
+					unsigned int n)
+{
+	unsigned int k = 1;
+
+	while (k < n && p[k].ctx == p[0].ctx &&
+	       p[k].va >> HMMGPU_REGION_SHIFT == p[0].va >> HMMGPU_REGION_SHIFT)
+		k++;
+	return k;
+}
+
+/*
+ * Service the @k pages of one region together, with prefetching; when
+ * that fails (a page cannot be mapped), run by run and a failed run page by
+ * page, cancelling the launches of the pages that cannot be mapped.
+ */
 static void hmmgpu_fault_map(struct hmmgpu_device *hdev, struct hmmgpu_ctx *ctx,
-			     const struct hmmgpu_fault_batch *fb,
+			     struct hmmgpu_fault_batch *fb,
 			     const struct hmmgpu_fault_page *p, unsigned int k)
 {
-	unsigned int i;
+	u64 base = p->va & ~((u64)HMMGPU_REGION_SIZE - 1);
+	unsigned int i, j, m;
 
-	if (ctx && !hmmgpu_ctx_map(ctx, p->va, k, p->write))
-		return;
+	if (!ctx)
+		goto cancel;
+	bitmap_zero(fb->faulted, HMMGPU_REGION_PAGES);
+	bitmap_zero(fb->write, HMMGPU_REGION_PAGES);
 	for (i = 0; i < k; i++) {
-		if (ctx && k > 1 && !hmmgpu_ctx_map(ctx, p[i].va, 1, p[i].write))
-			continue;
-		hmmgpu_fault_cancel(hdev, fb, &p[i]);
+		__set_bit((p[i].va - base) >> PAGE_SHIFT, fb->faulted);
+		if (p[i].write)
+			__set_bit((p[i].va - base) >> PAGE_SHIFT, fb->write);
 	}
+	if (!hmmgpu_ctx_fault(ctx, base, fb->faulted, fb->write, true))
+		return;
+
+	for (i = 0; i < k; i += m) {
+		m = hmmgpu_fault_run(p + i, k - i);
+		if (!hmmgpu_ctx_map(ctx, p[i].va, m, p[i].write))
+			continue;
+		for (j = i; j < i + m; j++)
+			if (m == 1 || hmmgpu_ctx_map(ctx, p[j].va, 1, p[j].write))
+				hmmgpu_fault_cancel(hdev, fb, &p[j]);
+	}
+	return;
+
+cancel:
+	for (i = 0; i < k; i++)
+		hmmgpu_fault_cancel(hdev, fb, &p[i]);
 }
 
 /* Service the @n distinct pages of @fb. */
 static void hmmgpu_fault_service(struct hmmgpu_device *hdev,
-				 const struct hmmgpu_fault_batch *fb,
-				 unsigned int n)
+				 struct hmmgpu_fault_batch *fb, unsigned int n)
 {
 	const struct hmmgpu_fault_page *p = fb->pages;
 	struct hmmgpu_ctx *ctx = NULL;
@@ -189,7 +229,7 @@ static void hmmgpu_fault_service(struct hmmgpu_device *hdev,
 				hmmgpu_ctx_put(ctx);
 			ctx = hmmgpu_ctx_get(hdev, p[i].ctx);
 		}
-		k = hmmgpu_fault_run(p + i, n - i);
+		k = hmmgpu_fault_region(p + i, n - i);
 		hmmgpu_fault_map(hdev, ctx, fb, p + i, k);
 	}
 	if (ctx)
@@ -206,7 +246,7 @@ void hmmgpu_fault_work(struct work_struct *work)
 						  fault_work);
 	struct hmmgpu_cmd replay = { .op = HMMGPU_CMD_FAULT_REPLAY };
 	struct hmmgpu_fault_batch *fb;
-	unsigned int n;
+	unsigned int n, m;
 	bool dropped;
 
 	/* The work item never runs concurrently with itself. */
@@ -222,8 +262,10 @@ void hmmgpu_fault_work(struct work_struct *work)
 		if (!n && !dropped)
 			break;
 		atomic64_add(n, &hdev->stats.faults);
-		n = hmmgpu_fault_gather(fb, n);
-		hmmgpu_fault_service(hdev, fb, n);
+		atomic64_inc(&hdev->stats.fault_batches);
+		m = hmmgpu_fault_gather(fb, n);
+		atomic64_add(n - m, &hdev->stats.fault_duplicates);
+		hmmgpu_fault_service(hdev, fb, m);
 		replay.flags = 0;
 		if (hmmgpu_queue_exec(hmmgpu_queue_get(hdev, 0), &replay))
 			break;

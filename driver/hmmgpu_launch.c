@@ -72,6 +72,25 @@ static struct hmmgpu_ctx *hmmgpu_launch_ctx(struct hmmgpu_file *hfile)
 	return ctx;
 }
 
+/**
+ * hmmgpu_file_ctx() - the device address space of a file, if it has one
+ * @hfile: the file
+ *
+ * Return: the context with a reference (hmmgpu_ctx_put()), or NULL before
+ * the file's first launch.
+ */
+struct hmmgpu_ctx *hmmgpu_file_ctx(struct hmmgpu_file *hfile)
+{
+	struct hmmgpu_ctx *ctx;
+
+	mutex_lock(&hfile->lock);
+	ctx = hfile->ctx;
+	if (ctx && !kref_get_unless_zero(&ctx->ref))
+		ctx = NULL;
+	mutex_unlock(&hfile->lock);
+	return ctx;
+}
+
 /* Submit @a as a new record of @hfile. Return: the record or an error. */
 static struct hmmgpu_launch_rec *hmmgpu_launch_submit(struct hmmgpu_file *hfile,
 						      const struct hmmgpu_launch *a)

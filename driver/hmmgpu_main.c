@@ -44,6 +44,26 @@ module_param_named(fault_migrate, hmmgpu_fault_migrate, bool, 0644);
 MODULE_PARM_DESC(fault_migrate,
 		 "Device faults move the pages to the faulting device's VRAM (first touch); off: map them where they lie (default: on)");
 
+unsigned int hmmgpu_prefetch_threshold = 50;
+module_param_named(prefetch_threshold, hmmgpu_prefetch_threshold, uint, 0644);
+MODULE_PARM_DESC(prefetch_threshold,
+		 "Device faults also move and map the rest of the largest aligned subregion of their 2 MiB region of which at least this percentage is resident or faulting; 0 turns prefetching off (default 50)");
+
+unsigned int hmmgpu_thrash_threshold = 3;
+module_param_named(thrash_threshold, hmmgpu_thrash_threshold, uint, 0644);
+MODULE_PARM_DESC(thrash_threshold,
+		 "Quick rounds (a migration away within thrash_lapse_ms of arriving) in a row after which a device maps a page remotely instead of moving it; 0 turns thrashing detection off (default 3)");
+
+unsigned int hmmgpu_thrash_lapse_ms = 50;
+module_param_named(thrash_lapse_ms, hmmgpu_thrash_lapse_ms, uint, 0644);
+MODULE_PARM_DESC(thrash_lapse_ms,
+		 "A page taken from a device's VRAM within this many ms of arriving there made a quick round (default 50)");
+
+unsigned int hmmgpu_thrash_pin_ms = 1000;
+module_param_named(thrash_pin_ms, hmmgpu_thrash_pin_ms, uint, 0644);
+MODULE_PARM_DESC(thrash_pin_ms,
+		 "How long a thrashing page is mapped remotely instead of moved (default 1000)");
+
 static bool hmmgpu_params_valid(void)
 {
 	if (hmmgpu_fence_timeout_ms < 1 ||

@@ -21,9 +21,11 @@
  * %HMMGPU_MIGRATE_RUN batches and dropped between runs, to copy the run's
  * status to user space and to let writers in.
  *
- * To the device it selects system pages and hmmgpu VRAM pages alike:
- * hmmgpu pages are only looked at (RESIDENT on this device, OTHER_DEVICE
- * on another) and left in place. A hole (no page, or the shared zero page)
+ * To the device it selects system pages and hmmgpu VRAM pages alike. A
+ * page in the VRAM of a peer (hmmgpu_device_is_peer()) moves VRAM to VRAM,
+ * copied by this device's engine from the peer's VRAM; other hmmgpu pages
+ * are only looked at (RESIDENT on this device, OTHER_DEVICE on a device
+ * that is no peer) and left in place. A hole (no page, or the shared zero page)
  * is reported NOT_PRESENT and not populated: there is no data to move, and
  * the first CPU touch would bring the page straight back. Page-cache pages
  * of file mappings are reported FILE: mm only moves anonymous pages to
@@ -88,14 +90,17 @@ static_assert(HMMGPU_CHUNK_PAGES <= HMMGPU_MIGRATE_BATCH);
  * @dir: direction
  * @src: migrate_vma.src
  * @dst: migrate_vma.dst
- * @sys: per page, the system page (source or destination), or NULL
+ * @sys: per page, the system page (source or destination), or NULL; to
+ *	VRAM, the source may also be a peer's VRAM page (a peer migration)
  * @dev: per page, the VRAM page (source or destination), or NULL: the
  *	pages with both set are copied
  * @status: per page, enum hmmgpu_page_status (the ioctl points it into its
  *	status buffer)
  * @failed: per page, its copy failed
  * @gsys: the system pages to copy, grouped by the device of their VRAM page
+ *	(and by the peer they come from)
  * @gvram: their VRAM offsets
+ * @gpeer: for pages coming from a peer, their offsets in its VRAM
  * @gidx: their indexes in the batch
  * @gfailed: the failed pages of @gsys
  * @nops: copies in flight, one per device
@@ -116,6 +121,7 @@ struct hmmgpu_batch {
 	unsigned long *failed;
 	struct page **gsys;
 	u64 *gvram;
+	u64 *gpeer;
 	unsigned int *gidx;
 	unsigned long *gfailed;
 	unsigned int nops;
@@ -137,7 +143,7 @@ static struct hmmgpu_batch *hmmgpu_batch_alloc(unsigned long cap, gfp_t gfp)
 {
 	size_t bits = BITS_TO_LONGS(cap) * sizeof(long);
 	size_t per_page = 2 * sizeof(unsigned long) + 3 * sizeof(struct page *) +
-			  sizeof(u8) + sizeof(u64) + sizeof(unsigned int);
+			  sizeof(u8) + 2 * sizeof(u64) + sizeof(unsigned int);
 	struct hmmgpu_batch *b;
 	char *p;
 
@@ -153,6 +159,7 @@ static struct hmmgpu_batch *hmmgpu_batch_alloc(unsigned long cap, gfp_t gfp)
 	b->dev = hmmgpu_batch_carve(&p, cap, sizeof(*b->dev));
 	b->gsys = hmmgpu_batch_carve(&p, cap, sizeof(*b->gsys));
 	b->gvram = hmmgpu_batch_carve(&p, cap, sizeof(*b->gvram));
+	b->gpeer = hmmgpu_batch_carve(&p, cap, sizeof(*b->gpeer));
 	b->gidx = hmmgpu_batch_carve(&p, cap, sizeof(*b->gidx));
 	b->failed = hmmgpu_batch_carve(&p, 1, bits);
 	b->gfailed = hmmgpu_batch_carve(&p, 1, bits);
@@ -175,10 +182,19 @@ static void hmmgpu_batch_reset(struct hmmgpu_batch *b, unsigned long n,
 	b->copy_err = 0;
 }
 
+/* The peer whose VRAM page @i of @b comes from, or NULL. */
+static struct hmmgpu_device *hmmgpu_batch_peer(struct hmmgpu_batch *b,
+					       unsigned long i)
+{
+	if (b->dir != HMMGPU_COPY_TO_VRAM || !hmmgpu_is_vram_page(b->sys[i]))
+		return NULL;
+	return hmmgpu_vram_page_device(b->sys[i]);
+}
+
 /*
- * Gather the pages of one device found in @todo, starting at @first, into
- * @b->gsys from index @m on, and submit their copy. Return: the pages
- * gathered.
+ * Gather the pages of one device (and one peer they come from) found in
+ * @todo, starting at @first, into @b->gsys from index @m on, and submit
+ * their copy. Return: the pages gathered.
  */
 static unsigned int hmmgpu_batch_submit_device(struct hmmgpu_batch *b,
 					       unsigned long *todo,
@@ -187,20 +203,31 @@ static unsigned int hmmgpu_batch_submit_device(struct hmmgpu_batch *b,
 					       unsigned int m)
 {
 	struct hmmgpu_device *hdev = hmmgpu_vram_page_device(b->dev[first]);
+	struct hmmgpu_device *peer = hmmgpu_batch_peer(b, first);
+	struct hmmgpu_copy copy = { .dir = b->dir };
 	unsigned long i = first;
 	unsigned int start = m;
 
 	for_each_set_bit_from(i, todo, n) {
-		if (hmmgpu_vram_page_device(b->dev[i]) != hdev)
+		if (hmmgpu_vram_page_device(b->dev[i]) != hdev ||
+		    hmmgpu_batch_peer(b, i) != peer)
 			continue;
 		clear_bit(i, todo);
 		b->gsys[m] = b->sys[i];
 		b->gvram[m] = hmmgpu_vram_page_offset(b->dev[i]);
+		if (peer)
+			b->gpeer[m] = hmmgpu_vram_page_offset(b->sys[i]);
 		b->gidx[m++] = i;
 	}
-	hmmgpu_device_copy_submit(hdev, b->dir, b->gsys + start,
-				  b->gvram + start, m - start,
-				  &b->ops[b->nops++]);
+	copy.npages = m - start;
+	copy.sys = b->gsys + start;
+	copy.vram = b->gvram + start;
+	if (peer) {
+		copy.dir = HMMGPU_COPY_FROM_PEER;
+		copy.peer_vram = b->gpeer + start;
+		copy.peer = peer->peer_index;
+	}
+	hmmgpu_device_copy_submit(hdev, &copy, &b->ops[b->nops++]);
 	return m - start;
 }
 
@@ -210,9 +237,10 @@ static unsigned int hmmgpu_batch_submit_device(struct hmmgpu_batch *b,
  * @b: the batch
  * @n: its pages
  *
- * Each page is copied by the engine of the device owning its VRAM page, the
- * pages of one device with one copy; the copies of every device run
- * concurrently. hmmgpu_batch_copy_wait() must follow.
+ * Each page is copied by the engine of the device owning its VRAM page
+ * (the destination's, for a page coming from a peer), the pages of one
+ * device with one copy; the copies of every device run concurrently.
+ * hmmgpu_batch_copy_wait() must follow.
  */
 static void hmmgpu_batch_copy_submit(struct hmmgpu_batch *b, unsigned long n)
 {
@@ -318,6 +346,26 @@ static u8 hmmgpu_status_unselected(struct vm_area_struct *vma)
 	return vma_is_anonymous(vma) ? HMMGPU_PAGE_BUSY : HMMGPU_PAGE_FILE;
 }
 
+/* Give page @i a VRAM page of @hdev to be copied to from @src. */
+static void hmmgpu_batch_take(struct hmmgpu_batch *b, unsigned long i,
+			      struct hmmgpu_device *hdev, struct page *src)
+{
+	b->dev[i] = hmmgpu_vram_alloc_page(hdev);
+	if (!b->dev[i]) {
+		b->status[i] = HMMGPU_PAGE_NO_VRAM;
+		return;
+	}
+	b->sys[i] = src;
+	b->status[i] = HMMGPU_PAGE_MIGRATED;
+}
+
+/* Whether the VRAM page @spage, not of @hdev, can move to @hdev. */
+static bool hmmgpu_batch_from_peer(struct hmmgpu_device *hdev,
+				   struct page *spage)
+{
+	return hmmgpu_device_is_peer(hdev, hmmgpu_vram_page_device(spage));
+}
+
 /* Pick a destination for each page selected to move to @hdev. */
 static void hmmgpu_batch_prepare_to_vram(struct hmmgpu_batch *b,
 					 struct migrate_vma *args,
@@ -328,34 +376,22 @@ static void hmmgpu_batch_prepare_to_vram(struct hmmgpu_batch *b,
 	for (i = 0; i < args->npages; i++) {
 		struct page *spage = migrate_pfn_to_page(b->src[i]);
 
-		if (!(b->src[i] & MIGRATE_PFN_MIGRATE)) {
+		if (!(b->src[i] & MIGRATE_PFN_MIGRATE))
 			b->status[i] = hmmgpu_status_unselected(args->vma);
-		} else if (!spage && !b->populate) {
+		else if (!spage && !b->populate)
 			b->status[i] = HMMGPU_PAGE_NOT_PRESENT;
-		} else if (!spage) {
-			/* first touch by the device: zeroed VRAM */
-			b->dev[i] = hmmgpu_vram_alloc_page(hdev);
-			if (!b->dev[i]) {
-				b->status[i] = HMMGPU_PAGE_NO_VRAM;
-				continue;
-			}
-			b->sys[i] = ZERO_PAGE(0);
-			b->status[i] = HMMGPU_PAGE_MIGRATED;
-		} else if (hmmgpu_is_vram_page(spage)) {
-			b->status[i] = hmmgpu_vram_page_device(spage) == hdev ?
-				       HMMGPU_PAGE_RESIDENT :
-				       HMMGPU_PAGE_OTHER_DEVICE;
-		} else if (!PageAnon(spage)) {
+		else if (!spage)	/* first touch by the device: zeroed VRAM */
+			hmmgpu_batch_take(b, i, hdev, ZERO_PAGE(0));
+		else if (!hmmgpu_is_vram_page(spage) && !PageAnon(spage))
 			b->status[i] = HMMGPU_PAGE_FILE;
-		} else {
-			b->dev[i] = hmmgpu_vram_alloc_page(hdev);
-			if (!b->dev[i]) {
-				b->status[i] = HMMGPU_PAGE_NO_VRAM;
-				continue;
-			}
-			b->sys[i] = spage;
-			b->status[i] = HMMGPU_PAGE_MIGRATED;
-		}
+		else if (!hmmgpu_is_vram_page(spage))
+			hmmgpu_batch_take(b, i, hdev, spage);
+		else if (hmmgpu_vram_page_device(spage) == hdev)
+			b->status[i] = HMMGPU_PAGE_RESIDENT;
+		else if (hmmgpu_batch_from_peer(hdev, spage))
+			hmmgpu_batch_take(b, i, hdev, spage);
+		else
+			b->status[i] = HMMGPU_PAGE_OTHER_DEVICE;
 	}
 }
 
@@ -409,8 +445,9 @@ static void hmmgpu_stats_moved(struct hmmgpu_device *hdev,
  * @n: its pages
  * @dir: direction
  *
- * Each page counts on the device that owns its VRAM page; consecutive
- * pages of one device are added at once.
+ * Each page counts on the device that owns its VRAM page (the destination
+ * of a peer migration, where it also counts as a peer migration);
+ * consecutive pages of one device are added at once.
  *
  * Return: the pages that moved.
  */
@@ -432,6 +469,8 @@ static unsigned long hmmgpu_batch_account(struct hmmgpu_batch *b,
 		}
 		run++;
 		moved++;
+		if (hmmgpu_batch_peer(b, i))
+			atomic64_inc(&owner->stats.peer_to_device_pages);
 	}
 	hmmgpu_stats_moved(hdev, dir, run);
 	return moved;
@@ -668,6 +707,21 @@ static int hmmgpu_migrate_mm(struct hmmgpu_migrate_ctx *ctx,
 	return 0;
 }
 
+/*
+ * After a migration to the device, map what is now in its VRAM in the
+ * file's device address space, if it has one: a prefetch is followed by
+ * launches, which then do not fault on the pages.
+ */
+static void hmmgpu_migrate_map(struct hmmgpu_file *hfile, u64 start, u64 end)
+{
+	struct hmmgpu_ctx *ctx = hmmgpu_file_ctx(hfile);
+
+	if (!ctx)
+		return;
+	hmmgpu_ctx_map_resident(ctx, start, end);
+	hmmgpu_ctx_put(ctx);
+}
+
 /**
  * hmmgpu_ioctl_migrate() - HMMGPU_IOCTL_MIGRATE
  * @hfile: the open file
@@ -715,6 +769,8 @@ int hmmgpu_ioctl_migrate(struct hmmgpu_file *hfile, void __user *uarg)
 	args.resident = 0;
 	args.failed = 0;
 	ret = hmmgpu_migrate_mm(ctx, &args);
+	if (!ret && ctx->dir == HMMGPU_COPY_TO_VRAM)
+		hmmgpu_migrate_map(hfile, args.addr, args.addr + args.length);
 	mmput(ctx->mm);
 	if (!ret && copy_to_user(uarg, &args, sizeof(args)))
 		ret = -EFAULT;
@@ -731,40 +787,46 @@ out_free:
  * @mm: the address space, with a reference
  * @start: first page
  * @end: end of the range, at most %HMMGPU_MIGRATE_BATCH pages after @start
+ * @status: out, per page of the range, its enum hmmgpu_page_status
+ *	(%HMMGPU_PAGE_NOT_PRESENT where nothing is mapped)
  *
  * The device fault service's first-touch policy: the anonymous pages of
- * the range move to @hdev's VRAM, holes (pages never touched) get zeroed
- * VRAM pages. Pages that cannot move (file pages, pages on another device,
- * busy pages, VRAM exhausted) stay where they are; the device maps them
- * there.
+ * the range, in whichever VMAs, move to @hdev's VRAM, holes (pages never
+ * touched) get zeroed VRAM pages, pages in a peer's VRAM move VRAM to
+ * VRAM. Pages that cannot move (file pages, pages on a device that is not
+ * a peer, busy pages, VRAM exhausted) stay where they are; the device maps
+ * them there.
  *
  * Context: process context, takes the mmap lock for read.
- * Return: 0, -EFAULT when @start is not mapped, -ENOMEM.
+ * Return: 0 or -ENOMEM.
  */
 int hmmgpu_migrate_for_device(struct hmmgpu_device *hdev,
 			      struct mm_struct *mm, unsigned long start,
-			      unsigned long end)
+			      unsigned long end, u8 *status)
 {
+	unsigned long addr = start, next;
 	struct vm_area_struct *vma;
 	struct hmmgpu_batch *b;
-	int ret = 0;
 
 	b = hmmgpu_batch_alloc((end - start) >> PAGE_SHIFT, GFP_KERNEL);
 	if (!b)
 		return -ENOMEM;
+	memset(status, HMMGPU_PAGE_NOT_PRESENT, (end - start) >> PAGE_SHIFT);
 	mmap_read_lock(mm);
-	vma = vma_lookup(mm, start);
-	if (!vma) {
-		ret = -EFAULT;
-		goto out_unlock;
+	for (; addr < end; addr = next) {
+		vma = find_vma(mm, addr);
+		if (!vma || vma->vm_start >= end)
+			break;
+		addr = max(addr, vma->vm_start);
+		next = min(end, vma->vm_end);
+		b->status = status + ((addr - start) >> PAGE_SHIFT);
+		hmmgpu_batch_start(b, hdev, vma, addr, next,
+				   HMMGPU_COPY_TO_VRAM, true);
+		hmmgpu_batch_finish(b);
 	}
-	end = min(end, vma->vm_end);
-	hmmgpu_batch_start(b, hdev, vma, start, end, HMMGPU_COPY_TO_VRAM, true);
-	hmmgpu_batch_finish(b);
-out_unlock:
 	mmap_read_unlock(mm);
 	kvfree(b);
-	return ret;
+	return 0;
 }
 
 /* The aligned fault-around window of @vmf, clamped to its VMA. */

@@ -547,28 +547,24 @@ static unsigned int hmmgpu_copy_channels(struct hmmgpu_device *hdev,
 }
 
 /**
- * hmmgpu_device_copy_submit() - start copying pages between system memory
- *	and VRAM
+ * hmmgpu_device_copy_submit() - start copying pages into or out of VRAM
  * @hdev: the device whose copy engine copies and whose VRAM is addressed
- * @dir: direction
- * @sys: @npages system pages
- * @vram: @npages page-aligned offsets into the VRAM of @hdev
- * @npages: pages, 1..%HMMGPU_COPY_MAX_PAGES
+ * @copy: what to copy: &hmmgpu_copy.dir, .npages (1..%HMMGPU_COPY_MAX_PAGES)
+ *	and the page arrays of the direction; the other fields are ignored
  * @op: the copy in flight, initialised here
  *
  * Splits the copy over the channels and submits every part; each channel's
- * lock is held only while its part is written. @sys and @vram must stay
- * valid until hmmgpu_device_copy_wait(), which must always follow, also
- * when the submission failed (it reports the failure).
+ * lock is held only while its part is written. The arrays of @copy must
+ * stay valid until hmmgpu_device_copy_wait(), which must always follow,
+ * also when the submission failed (it reports the failure).
  *
  * Context: process context, may sleep (allocations, ring space).
  */
 void hmmgpu_device_copy_submit(struct hmmgpu_device *hdev,
-			       enum hmmgpu_copy_dir dir, struct page **sys,
-			       const u64 *vram, unsigned int npages,
+			       const struct hmmgpu_copy *copy,
 			       struct hmmgpu_copy_op *op)
 {
-	unsigned int n, first, i, per;
+	unsigned int npages = copy->npages, n, first, i, per;
 
 	memset(op, 0, sizeof(*op));
 	op->hdev = hdev;
@@ -592,10 +588,16 @@ void hmmgpu_device_copy_submit(struct hmmgpu_device *hdev,
 
 		p->q = hmmgpu_queue_get(hdev, first + i);
 		p->first = i * per;
-		p->copy.dir = dir;
-		p->copy.npages = min(per, npages - p->first);
-		p->copy.sys = sys + p->first;
-		p->copy.vram = vram + p->first;
+		p->copy = (struct hmmgpu_copy) {
+			.dir = copy->dir,
+			.npages = min(per, npages - p->first),
+			.vram = copy->vram + p->first,
+			.peer = copy->peer,
+		};
+		if (copy->dir == HMMGPU_COPY_FROM_PEER)
+			p->copy.peer_vram = copy->peer_vram + p->first;
+		else
+			p->copy.sys = copy->sys + p->first;
 		hmmgpu_copy_submit(p);
 	}
 }

@@ -43,6 +43,7 @@
 #define HMMGPU_REG_FAULT_VECTOR		0x03c	/* version 1.2 */
 #define HMMGPU_REG_NAME			0x040
 #define HMMGPU_REG_NAME_LEN		32
+#define HMMGPU_REG_PEER_GROUP		0x060	/* version 1.3 */
 
 #define HMMGPU_SIGNATURE		"HMMGPU\0\0"
 #define HMMGPU_SIGNATURE_LEN		8
@@ -51,6 +52,7 @@
 #define HMMGPU_HW_MAJOR			1
 #define HMMGPU_HW_MIN_MINOR		1	/* copy engine */
 #define HMMGPU_HW_MINOR_MMU		2	/* MMU, compute, faults */
+#define HMMGPU_HW_MINOR_PEER_GROUP	3	/* PEER_GROUP */
 
 #define HMMGPU_HW_CAP_NOP		BIT(0)
 #define HMMGPU_HW_CAP_WRITE64		BIT(1)
@@ -125,6 +127,7 @@
 #define HMMGPU_AP_VRAM			1
 #define HMMGPU_AP_PEER			2
 #define HMMGPU_APERTURE(src, dst)	((src) | (dst) << 8)
+#define HMMGPU_APERTURE_SRC_PEER_SHIFT	16	/* source peer index */
 #define HMMGPU_COPY_LIST_MAX		4096
 #define HMMGPU_COPY_LIST_DONE_ARG	5	/* entries copied, written back */
 

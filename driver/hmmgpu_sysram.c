@@ -197,6 +197,9 @@ static u64 hmmgpu_sysram_queue_fence(struct hmmgpu_queue *q)
 static int hmmgpu_sysram_copy_prepare(struct hmmgpu_queue *q,
 				      struct hmmgpu_copy *copy)
 {
+	/* No peers: sysram devices have no &hmmgpu_device.peer_group. */
+	if (WARN_ON_ONCE(copy->dir == HMMGPU_COPY_FROM_PEER))
+		return -EINVAL;
 	return 0;	/* the worker addresses the pages directly */
 }
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <system_error>
 
@@ -38,11 +39,23 @@ std::optional<uint64_t> parse_control_number(const std::string& text) {
   return value;
 }
 
+// SPEC 3.1 PEER_GROUP: a random non-zero number, so that GPUs of two emulator processes never
+// take each other for peers.
+uint64_t new_peer_group() {
+  std::random_device rd;
+  uint64_t group = 0;
+  while (group == 0) {
+    group = (static_cast<uint64_t>(rd()) << 32) | rd();
+  }
+  return group;
+}
+
 }  // namespace
 
 Emulator::Emulator(const Config& config)
     : config_(config), ram_(config.guest_ram, config.guest_ram_size), peers_(config.gpus) {
   log::set_verbose(config.verbose);
+  const uint64_t peer_group = new_peer_group();
   try {
     for (uint32_t i = 0; i < config_.gpus; ++i) {
       GpuConfig gpu{.index = i,
@@ -51,6 +64,7 @@ Emulator::Emulator(const Config& config)
                     .compute = config_.compute,
                     .contexts = config_.contexts,
                     .vectors = config_.vectors,
+                    .peer_group = peer_group,
                     .socket_path = config_.socket_dir + "/gpu" + std::to_string(i) + ".sock"};
       gpus_.push_back(std::make_unique<Gpu>(
           std::move(gpu), ram_, [this](uint64_t rings) { count_doorbells(rings); },

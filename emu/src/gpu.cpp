@@ -202,6 +202,7 @@ void Gpu::init_identification() {
   page_.store32(regs::reg::kNumCompute, config_.compute, std::memory_order_relaxed);
   page_.store32(regs::reg::kNumContexts, config_.contexts, std::memory_order_relaxed);
   page_.store32(regs::reg::kFaultVector, fault_vector(), std::memory_order_relaxed);
+  page_.store64(regs::reg::kPeerGroup, config_.peer_group, std::memory_order_relaxed);
   const std::string name = "hmmgpu-emu gpu" + std::to_string(config_.index);
   std::memcpy(page_.at(regs::reg::kName), name.c_str(),
               std::min<size_t>(name.size(), regs::reg::kNameSize - 1));

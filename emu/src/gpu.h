@@ -30,6 +30,7 @@ struct GpuConfig {
   uint32_t compute = 0;   // compute queues (SPEC 4.7)
   uint32_t contexts = 1;  // MMU contexts (SPEC 4.5)
   uint32_t vectors = 0;   // at least num_queues() + 1 (the fault vector)
+  uint64_t peer_group = 0;  // PEER_GROUP (SPEC 3.1): the same for every GPU of the process
   std::string socket_path;
 };
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-// Register map of the hmmgpu device (emu/SPEC.md, version 1.2). Every offset, bit and code the
+// Register map of the hmmgpu device (emu/SPEC.md, version 1.3). Every offset, bit and code the
 // model or its tests use is defined here and nowhere else.
 #pragma once
 
@@ -9,7 +9,7 @@
 
 namespace hmmgpu::regs {
 
-inline constexpr uint32_t kVersion = 0x00010002;  // major 1, minor 2
+inline constexpr uint32_t kVersion = 0x00010003;  // major 1, minor 3
 inline constexpr std::array<char, 8> kSignature = {'H', 'M', 'M', 'G', 'P', 'U', '\0', '\0'};
 inline constexpr uint32_t kDoorbellPeer = 0;  // the device's own ivshmem peer id
 inline constexpr int64_t kClientPeer = 1;     // the id every client gets
@@ -35,6 +35,7 @@ inline constexpr uint32_t kNumContexts = 0x038;
 inline constexpr uint32_t kFaultVector = 0x03c;
 inline constexpr uint32_t kName = 0x040;
 inline constexpr uint32_t kNameSize = 32;
+inline constexpr uint32_t kPeerGroup = 0x060;  // version 1.3
 inline constexpr uint32_t kStatus = 0x080;
 inline constexpr uint32_t kError = 0x084;
 inline constexpr uint32_t kControlAck = 0x088;

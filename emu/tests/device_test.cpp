@@ -72,6 +72,7 @@ TEST(RegisterLayout, MatchesSpec) {
   static_assert(regs::reg::kNumChannels == 0x024 && regs::reg::kShmSize == 0x028);
   static_assert(regs::reg::kDeviceIndex == 0x02c && regs::reg::kDmaBits == 0x030);
   static_assert(regs::reg::kName == 0x040 && regs::reg::kStatus == 0x080);
+  static_assert(regs::reg::kPeerGroup == 0x060);
   static_assert(regs::reg::kError == 0x084 && regs::reg::kControlAck == 0x088);
   static_assert(regs::reg::kHeartbeat == 0x090 && regs::reg::kControl == 0x0c0);
   static_assert(regs::reg::kControlSeq == 0x0c4);
@@ -81,7 +82,7 @@ TEST(RegisterLayout, MatchesSpec) {
   static_assert(regs::queue_reg(0, regs::qreg::kVector) == 0x11c);
   static_assert(regs::desc::kStatus == 4 && regs::desc::kSeqno == 8 && regs::desc::kArg0 == 16);
   static_assert(st(DescStatus::kBadAddress) == 5 && static_cast<int>(FatalError::kBadControl) == 2);
-  static_assert(regs::kVersion == 0x00010002 && regs::kCapCopy == 4);
+  static_assert(regs::kVersion == 0x00010003 && regs::kCapCopy == 4);
   static_assert(regs::kOpCopy == 2 && regs::kOpCopyList == 3);
   static_assert(st(DescStatus::kBadVram) == 6 && st(DescStatus::kBadPeer) == 7);
   static_assert(st(DescStatus::kOverlap) == 8 && st(DescStatus::kInjected) == 9);
@@ -102,6 +103,7 @@ TEST_F(DeviceTest, HandshakeOrderCountsAndShmSize) {
 // Every GPU identifies itself per SPEC 3.1 with its own index and name.
 TEST_F(DeviceTest, IdentificationRegistersPerGpu) {
   q_.reset();
+  uint64_t group0 = 0;
   for (uint32_t gpu = 0; gpu < kGpus; ++gpu) {
     std::unique_ptr<FakeQemu> q;
     ASSERT_NO_THROW(q = FakeQemu::connect(emu_->socket_path(gpu), kVectors));
@@ -111,7 +113,7 @@ TEST_F(DeviceTest, IdentificationRegistersPerGpu) {
       std::memcpy(sig.data() + i, &word, 4);
     }
     EXPECT_EQ(std::memcmp(sig.data(), "HMMGPU\0\0", 8), 0);
-    EXPECT_EQ(q->reg32(regs::reg::kVersion), 0x00010002U);
+    EXPECT_EQ(q->reg32(regs::reg::kVersion), 0x00010003U);
     EXPECT_EQ(q->reg32(regs::reg::kCaps), 0x3fU);  // NOP, WRITE64, COPY, MMU, COMPUTE, FAULT
     EXPECT_EQ(q->reg64(regs::reg::kVramSize), kVram);
     EXPECT_EQ(q->reg32(regs::reg::kNumQueues), 1 + kChannels + kCompute);
@@ -126,6 +128,13 @@ TEST_F(DeviceTest, IdentificationRegistersPerGpu) {
       std::memcpy(name.data() + i, &word, 4);
     }
     EXPECT_EQ(std::string(name.data()), "hmmgpu-emu gpu" + std::to_string(gpu));
+    // SPEC 3.1: one non-zero PEER_GROUP for every GPU of the process.
+    const uint64_t group = q->reg64(regs::reg::kPeerGroup);
+    EXPECT_NE(group, 0U);
+    if (gpu == 0) {
+      group0 = group;
+    }
+    EXPECT_EQ(group, group0);
     for (uint32_t queue = 0; queue < 1 + kChannels + kCompute; ++queue) {
       EXPECT_EQ(q->qreg32(queue, regs::qreg::kRingOffset) % 64, 0U);
       const uint32_t entries = q->qreg32(queue, regs::qreg::kRingEntries);

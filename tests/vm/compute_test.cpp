@@ -53,6 +53,13 @@ uint32_t f32_bits(float f) {
 }
 
 class Compute : public testing::TestWithParam<Device> {
+ public:
+  // run() for helpers outside the fixture.
+  int launch(uint32_t kernel, const void* x, const void* y, uint64_t count, uint64_t scalar,
+             hmmgpu_launch* out) {
+    return run(kernel, x, y, count, scalar, out);
+  }
+
  protected:
   void SetUp() override {
     fd_ = Fd(::open(GetParam().dev_path().c_str(), O_RDWR | O_CLOEXEC));
@@ -234,9 +241,15 @@ TEST_P(Compute, DontneedSeenByDevice) {
   EXPECT_EQ(l.result, 0u);
 }
 
+// Distinct pages the device faulted on between two counter reads.
+uint64_t distinct_faults(const hmmgpu_counters& before, const hmmgpu_counters& after) {
+  return (after.device_faults - before.device_faults) -
+         (after.fault_duplicates - before.fault_duplicates);
+}
+
 // A larger first touch (8 MiB, 2048 pages) from the device: every page is
-// serviced and lands in this device's VRAM (fault_migrate), the CPU reads
-// the values back, the fault counters moved.
+// serviced, faulted or prefetched, and lands in this device's VRAM
+// (fault_migrate), the CPU reads the values back, the fault counters moved.
 TEST_P(Compute, LargeFirstTouchGoesToVram) {
   const size_t len = 8 << 20;
   Mapping m(len);
@@ -247,7 +260,9 @@ TEST_P(Compute, LargeFirstTouchGoesToVram) {
   ASSERT_EQ(l.error, 0);
   ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &after), 0);
   EXPECT_GE(after.to_device_pages - before.to_device_pages, len / kPage);
-  EXPECT_GE(after.device_faults - before.device_faults, len / kPage);
+  EXPECT_GE(distinct_faults(before, after) + after.prefetched_pages - before.prefetched_pages,
+            len / kPage);
+  EXPECT_GE(after.fault_batches - before.fault_batches, 1u);
   EXPECT_GE(after.fault_replays - before.fault_replays, 1u);
   std::vector<uint8_t> st;
   ASSERT_EQ(migrate(fd_.get(), m.get(), len, HMMGPU_MIGRATE_TO_SYSTEM, &st), 0);
@@ -274,8 +289,11 @@ uint32_t minor_of(const Device& d) { return std::stoul(d.node.substr(6)); }
 
 // First touch by the device puts the pages in its VRAM and maps them there
 // writable; brought back by the CPU they are in system memory and no longer
-// mapped by the device.
+// mapped by the device. (Without prefetching, which would also bring the
+// untouched half.)
 TEST_P(Compute, ResidencyAfterFirstTouch) {
+  ParamOverride no_prefetch("prefetch_threshold", "0");
+  ASSERT_TRUE(no_prefetch.ok());
   Mapping m(16 * kPage);
   hmmgpu_launch l{};
   ASSERT_EQ(run(HMMGPU_KERNEL_FILL_U32, m.get(), nullptr, 8 * kPage / 4, 3, &l), 0);
@@ -299,15 +317,22 @@ TEST_P(Compute, ResidencyAfterFirstTouch) {
   EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_NONE));
 }
 
-// With fault_migrate off, the device maps system memory where it lies.
+// With fault_migrate off, the device maps system memory where it lies,
+// counted as remote mappings, and prefetches nothing.
 TEST_P(Compute, RemoteMappingWithoutMigration) {
   ParamOverride policy("fault_migrate", "N");
   ASSERT_TRUE(policy.ok());
   Mapping m(8 * kPage);
   std::memset(m.get(), 4, m.size());
+  hmmgpu_counters before{}, after{};
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &before), 0);
   hmmgpu_launch l{};
   ASSERT_EQ(run(HMMGPU_KERNEL_INCREMENT_U32, m.get(), nullptr, m.size() / 4, 1, &l), 0);
   ASSERT_EQ(l.error, 0);
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &after), 0);
+  EXPECT_EQ(after.remote_mapped_pages - before.remote_mapped_pages, 8u);
+  EXPECT_EQ(after.prefetched_pages, before.prefetched_pages);
+  EXPECT_EQ(after.to_device_pages, before.to_device_pages);
   auto runs = residency(fd_.get(), m.get(), m.size());
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].npages, 8u);
@@ -317,33 +342,6 @@ TEST_P(Compute, RemoteMappingWithoutMigration) {
   EXPECT_EQ(reinterpret_cast<uint32_t*>(m.get())[0], 0x04040405u);
 }
 
-// Pages in another device's VRAM are mapped there (a peer mapping), not
-// moved, and the results are right.
-TEST_P(Compute, PeerMapping) {
-  std::optional<Device> other;
-  for (auto& d : compute_devices())
-    if (d.node != GetParam().node) other = d;
-  if (!other) GTEST_SKIP() << "one compute device";
-  Fd ofd(::open(other->dev_path().c_str(), O_RDWR | O_CLOEXEC));
-  ASSERT_TRUE(ofd.valid());
-  const size_t n = 8 * kPage / 8;
-  Mapping m(n * 8);
-  auto* v = reinterpret_cast<uint64_t*>(m.get());
-  for (size_t i = 0; i < n; i++) v[i] = i + 1;
-  std::vector<uint8_t> st;
-  ASSERT_EQ(migrate(ofd.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
-  ASSERT_EQ(count(st, HMMGPU_PAGE_MIGRATED), m.size() / kPage);
-  hmmgpu_launch l{};
-  ASSERT_EQ(run(HMMGPU_KERNEL_SUM_U64, m.get(), nullptr, n, 0, &l), 0);
-  ASSERT_EQ(l.error, 0);
-  EXPECT_EQ(l.result, n * (n + 1) / 2);
-  auto runs = residency(fd_.get(), m.get(), m.size());
-  ASSERT_EQ(runs.size(), 1u);
-  EXPECT_EQ(runs[0].location, static_cast<uint32_t>(HMMGPU_LOC_DEVICE));
-  EXPECT_EQ(runs[0].device, minor_of(*other));
-  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_PEER));
-}
-
 // HMMGPU_IOCTL_ADVISE of [p, p + len).
 int advise(int fd, const void* p, size_t len, uint32_t advice) {
   hmmgpu_advise a{};
@@ -351,6 +349,79 @@ int advise(int fd, const void* p, size_t len, uint32_t advice) {
   a.length = len;
   a.advice = advice;
   return xioctl(fd, HMMGPU_IOCTL_ADVISE, &a);
+}
+
+// The other compute device, if there is one.
+std::optional<Device> other_compute_device(const Device& self) {
+  for (auto& d : compute_devices())
+    if (d.node != self.node) return d;
+  return std::nullopt;
+}
+
+// n u64 values 1..n in a fresh mapping, moved to the VRAM of the device of ofd.
+std::unique_ptr<Mapping> sequence_on(int ofd, size_t n) {
+  auto m = std::make_unique<Mapping>(n * 8);
+  auto* v = reinterpret_cast<uint64_t*>(m->get());
+  for (size_t i = 0; i < n; i++) v[i] = i + 1;
+  std::vector<uint8_t> st;
+  EXPECT_EQ(migrate(ofd, m->get(), m->size(), HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED), m->size() / kPage);
+  return m;
+}
+
+// A device faulting on pages in its peer's VRAM moves them VRAM to VRAM
+// (first touch from a peer), counted as peer migrations; results right.
+TEST_P(Compute, PeerPagesMigrateOnFault) {
+  auto other = other_compute_device(GetParam());
+  if (!other) GTEST_SKIP() << "one compute device";
+  Fd ofd(::open(other->dev_path().c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(ofd.valid());
+  const size_t n = 8 * kPage / 8;
+  auto m = sequence_on(ofd.get(), n);
+  hmmgpu_counters before{}, after{}, obefore{}, oafter{};
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &before), 0);
+  ASSERT_EQ(xioctl(ofd.get(), HMMGPU_IOCTL_GET_COUNTERS, &obefore), 0);
+  hmmgpu_launch l{};
+  ASSERT_EQ(run(HMMGPU_KERNEL_SUM_U64, m->get(), nullptr, n, 0, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  EXPECT_EQ(l.result, n * (n + 1) / 2);
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &after), 0);
+  ASSERT_EQ(xioctl(ofd.get(), HMMGPU_IOCTL_GET_COUNTERS, &oafter), 0);
+  EXPECT_GE(after.peer_to_device_pages - before.peer_to_device_pages, 8u);
+  EXPECT_EQ(oafter.to_system_pages, obefore.to_system_pages);  // not through system memory
+  auto runs = residency(fd_.get(), m->get(), m->size());
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].location, static_cast<uint32_t>(HMMGPU_LOC_DEVICE));
+  EXPECT_EQ(runs[0].device, minor_of(GetParam()));
+  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_LOCAL));
+}
+
+// Accessed-by this device: pages in the peer's VRAM are mapped there (a
+// peer mapping), not moved, and the results are right.
+TEST_P(Compute, AccessedByMapsPeerVram) {
+  auto other = other_compute_device(GetParam());
+  if (!other) GTEST_SKIP() << "one compute device";
+  Fd ofd(::open(other->dev_path().c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(ofd.valid());
+  const size_t n = 8 * kPage / 8;
+  auto m = sequence_on(ofd.get(), n);
+  ASSERT_EQ(advise(fd_.get(), m->get(), m->size(), HMMGPU_ADVISE_ACCESSED_BY), 0);
+  ParamOverride no_prefetch("prefetch_threshold", "0");  // neighbours stay out of the counts
+  ASSERT_TRUE(no_prefetch.ok());
+  hmmgpu_counters before{}, after{};
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &before), 0);
+  hmmgpu_launch l{};
+  ASSERT_EQ(run(HMMGPU_KERNEL_SUM_U64, m->get(), nullptr, n, 0, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  EXPECT_EQ(l.result, n * (n + 1) / 2);
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_COUNTERS, &after), 0);
+  EXPECT_EQ(after.peer_to_device_pages, before.peer_to_device_pages);
+  EXPECT_EQ(after.remote_mapped_pages - before.remote_mapped_pages, 8u);
+  auto runs = residency(fd_.get(), m->get(), m->size());
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].location, static_cast<uint32_t>(HMMGPU_LOC_DEVICE));
+  EXPECT_EQ(runs[0].device, minor_of(*other));
+  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_PEER));
 }
 
 // Runs of `runs` with location `loc`, as pages.
@@ -756,6 +827,222 @@ TEST_P(Compute, TwoDevicesPingPong) {
   }
   const auto* w = reinterpret_cast<const uint32_t*>(m.get());
   for (size_t i = 0; i < m.size() / 4; i++) ASSERT_EQ(w[i], 6u) << i;
+}
+
+// A counter snapshot of the device of fd.
+hmmgpu_counters counters(int fd) {
+  hmmgpu_counters c{};
+  EXPECT_EQ(xioctl(fd, HMMGPU_IOCTL_GET_COUNTERS, &c), 0);
+  return c;
+}
+
+// FILL on the `len` bytes at p, not checked.
+void fill(Compute* t, char* p, size_t len, uint32_t value) {
+  hmmgpu_launch l{};
+  ASSERT_EQ(t->launch(HMMGPU_KERNEL_FILL_U32, p, nullptr, len / 4, value, &l), 0);
+  ASSERT_EQ(l.error, 0);
+}
+
+// Every u32 of the `len` bytes at p is value (read by the CPU, which
+// takes the pages back from the device).
+void expect_filled(const char* p, size_t len, uint32_t value) {
+  const auto* w = reinterpret_cast<const uint32_t*>(p);
+  for (size_t i = 0; i < len / 4; i++) ASSERT_EQ(w[i], value) << i;
+}
+
+// FILL on the `len` bytes at p, checked on the CPU.
+void fill_and_check(Compute* t, char* p, size_t len, uint32_t value) {
+  fill(t, p, len, value);
+  expect_filled(p, len, value);
+}
+
+// First touch of a whole 2 MiB region: the density prefetcher moves and
+// maps most pages before the device faults on them, so far fewer pages
+// fault than the region has (with 64 KiB waves at 50%: the waves at pages
+// 0, 32, 64, 128 and 256 fault), and faulted plus prefetched pages cover it.
+TEST_P(Compute, FirstTouchPrefetches) {
+  ParamOverride threshold("prefetch_threshold", "50");
+  ASSERT_TRUE(threshold.ok());
+  const size_t len = 2 << 20;
+  Aligned a(len, len);
+  const hmmgpu_counters before = counters(fd_.get());
+  fill(this, a.ptr, len, 0x77);
+  const hmmgpu_counters after = counters(fd_.get());
+  const uint64_t faulted = distinct_faults(before, after);
+  const uint64_t prefetched = after.prefetched_pages - before.prefetched_pages;
+  EXPECT_GT(prefetched, len / kPage / 2);
+  EXPECT_LT(faulted, len / kPage / 4);
+  EXPECT_GE(faulted + prefetched, len / kPage);
+  EXPECT_EQ(pages_at(residency(fd_.get(), a.ptr, len), HMMGPU_LOC_DEVICE), len / kPage);
+  expect_filled(a.ptr, len, 0x77);
+}
+
+// With prefetch_threshold 0 every page of a first touch faults and nothing
+// is prefetched.
+TEST_P(Compute, PrefetchOff) {
+  ParamOverride threshold("prefetch_threshold", "0");
+  ASSERT_TRUE(threshold.ok());
+  const size_t len = 1 << 20;
+  Aligned a(len, 2 << 20);
+  const hmmgpu_counters before = counters(fd_.get());
+  fill_and_check(this, a.ptr, len, 0x78);
+  const hmmgpu_counters after = counters(fd_.get());
+  EXPECT_EQ(after.prefetched_pages, before.prefetched_pages);
+  EXPECT_EQ(distinct_faults(before, after), len / kPage);
+}
+
+// The prefetcher stays inside the faulting VMAs: next to a PROT_NONE
+// mapping and next to a hole in the same 2 MiB region, the launch works,
+// and the PROT_NONE pages are neither populated nor mapped.
+TEST_P(Compute, PrefetchStaysInVma) {
+  const size_t region = 2 << 20, part = 64 * kPage;
+  Aligned a(region, region);
+  ASSERT_EQ(mprotect(a.ptr + part, part, PROT_NONE), 0);
+  ASSERT_EQ(munmap(a.ptr + 2 * part, region - 2 * part), 0);
+  fill_and_check(this, a.ptr, part, 0x79);
+  auto runs = residency(fd_.get(), a.ptr + part, part);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].location, static_cast<uint32_t>(HMMGPU_LOC_NONE));
+  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_NONE));
+}
+
+// Once the file has launched, a MIGRATE to the device also maps the pages
+// it moved: the next launch on them takes no device fault.
+TEST_P(Compute, MigrateMapsForLaunch) {
+  Mapping warm(kPage);
+  fill_and_check(this, warm.get(), kPage, 1);  // the file's device address space exists
+  const size_t len = 64 * kPage;
+  Mapping m(len);
+  std::memset(m.get(), 9, len);
+  std::vector<uint8_t> st;
+  ASSERT_EQ(migrate(fd_.get(), m.get(), len, HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
+  ASSERT_EQ(count(st, HMMGPU_PAGE_MIGRATED), len / kPage);
+  auto runs = residency(fd_.get(), m.get(), len);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_LOCAL));
+  EXPECT_EQ(runs[0].flags, static_cast<uint32_t>(HMMGPU_RUN_WRITE));
+  const hmmgpu_counters before = counters(fd_.get());
+  hmmgpu_launch l{};
+  ASSERT_EQ(run(HMMGPU_KERNEL_INCREMENT_U32, m.get(), nullptr, len / 4, 1, &l), 0);
+  ASSERT_EQ(l.error, 0);
+  EXPECT_EQ(counters(fd_.get()).device_faults, before.device_faults);
+  for (size_t i = 0; i < len / 4; i++)
+    ASSERT_EQ(reinterpret_cast<uint32_t*>(m.get())[i], 0x0909090au) << i;
+}
+
+// One round of a CPU/device ping-pong on the n pages at p: the CPU writes
+// v into every word, the device increments them; not checked on the CPU.
+void ping_pong_round(Compute* t, char* p, size_t n, uint32_t v) {
+  auto* w = reinterpret_cast<uint32_t*>(p);
+  for (size_t i = 0; i < n * kPage / 4; i++) w[i] = v;
+  hmmgpu_launch l{};
+  ASSERT_EQ(t->launch(HMMGPU_KERNEL_INCREMENT_U32, p, nullptr, n * kPage / 4, 1, &l), 0);
+  ASSERT_EQ(l.error, 0) << "value " << v;
+}
+
+// Every word of the n pages at p is v.
+void expect_words(const char* p, size_t n, uint32_t v) {
+  const auto* w = reinterpret_cast<const uint32_t*>(p);
+  for (size_t i = 0; i < n * kPage / 4; i++) ASSERT_EQ(w[i], v) << i;
+}
+
+// A buffer the CPU and the device write in turn, faster than
+// thrash_lapse_ms: after thrash_threshold quick rounds each page is found
+// thrashing (counted) and the device maps it in system memory instead of
+// moving it; every result stays right.
+TEST_P(Compute, ThrashingPagesMappedRemotely) {
+  ParamOverride lapse("thrash_lapse_ms", "600000");
+  ParamOverride pin("thrash_pin_ms", "600000");
+  ParamOverride threshold("thrash_threshold", "3");
+  ParamOverride no_prefetch("prefetch_threshold", "0");
+  ASSERT_TRUE(lapse.ok() && pin.ok() && threshold.ok() && no_prefetch.ok());
+  const size_t n = 8;
+  Isolated a(n * kPage, 16 * kPage);
+  const hmmgpu_counters before = counters(fd_.get());
+  for (uint32_t round = 0; round < 6; round++) {
+    ping_pong_round(this, a.ptr, n, 10 * round);
+    expect_words(a.ptr, n, 10 * round + 1);  // the CPU takes the pages back
+  }
+  const hmmgpu_counters after = counters(fd_.get());
+  EXPECT_EQ(after.thrashing_events - before.thrashing_events, n);
+  EXPECT_GE(after.remote_mapped_pages - before.remote_mapped_pages, n);
+  auto runs = residency(fd_.get(), a.ptr, n * kPage);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].location, static_cast<uint32_t>(HMMGPU_LOC_SYSTEM));
+  EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_SYSTEM));
+}
+
+// With thrash_threshold 0 the same ping-pong keeps moving the pages.
+TEST_P(Compute, ThrashingDetectionOff) {
+  ParamOverride lapse("thrash_lapse_ms", "600000");
+  ParamOverride threshold("thrash_threshold", "0");
+  ASSERT_TRUE(lapse.ok() && threshold.ok());
+  const size_t n = 8;
+  Isolated a(n * kPage, 16 * kPage);
+  const hmmgpu_counters before = counters(fd_.get());
+  for (uint32_t round = 0; round < 5; round++) {
+    ping_pong_round(this, a.ptr, n, 10 * round);
+    EXPECT_EQ(pages_at(residency(fd_.get(), a.ptr, n * kPage), HMMGPU_LOC_DEVICE), n);
+    expect_words(a.ptr, n, 10 * round + 1);
+  }
+  EXPECT_EQ(counters(fd_.get()).thrashing_events, before.thrashing_events);
+}
+
+// HMMGPU_IOCTL_GET_ADVICE of [p, p + len) into *out.
+int get_advice(int fd, const void* p, size_t len, hmmgpu_range_advice* out) {
+  *out = hmmgpu_range_advice{};
+  out->addr = reinterpret_cast<uintptr_t>(p);
+  out->length = len;
+  return xioctl(fd, HMMGPU_IOCTL_GET_ADVICE, out);
+}
+
+// GET_ADVICE reports what ADVISE set, for a whole range only: a preferred
+// location shared by every page, the devices accessing every page.
+TEST_P(Compute, AdviceQuery) {
+  Mapping m(8 * kPage);
+  const uint32_t me = minor_of(GetParam());
+  hmmgpu_range_advice r{};
+  ASSERT_EQ(get_advice(fd_.get(), m.get(), m.size(), &r), 0);
+  EXPECT_EQ(r.preferred, static_cast<uint32_t>(HMMGPU_PREFERRED_NONE));
+  EXPECT_EQ(r.accessed_by, 0u);
+
+  ASSERT_EQ(advise(fd_.get(), m.get(), m.size(), HMMGPU_ADVISE_PREFERRED_DEVICE), 0);
+  ASSERT_EQ(advise(fd_.get(), m.get(), 4 * kPage, HMMGPU_ADVISE_ACCESSED_BY), 0);
+  ASSERT_EQ(get_advice(fd_.get(), m.get(), m.size(), &r), 0);
+  EXPECT_EQ(r.preferred, static_cast<uint32_t>(HMMGPU_PREFERRED_DEVICE));
+  EXPECT_EQ(r.preferred_device, me);
+  EXPECT_EQ(r.accessed_by, 0u);  // only half of the range
+  ASSERT_EQ(get_advice(fd_.get(), m.get() + kPage, 2 * kPage, &r), 0);
+  EXPECT_EQ(r.accessed_by, 1ULL << me);
+
+  ASSERT_EQ(advise(fd_.get(), m.get() + 6 * kPage, 2 * kPage, HMMGPU_ADVISE_PREFERRED_CPU), 0);
+  ASSERT_EQ(get_advice(fd_.get(), m.get(), m.size(), &r), 0);
+  EXPECT_EQ(r.preferred, static_cast<uint32_t>(HMMGPU_PREFERRED_NONE));  // mixed
+  ASSERT_EQ(get_advice(fd_.get(), m.get() + 6 * kPage, 2 * kPage, &r), 0);
+  EXPECT_EQ(r.preferred, static_cast<uint32_t>(HMMGPU_PREFERRED_CPU));
+  EXPECT_EQ(r.preferred_device, 0u);
+
+  EXPECT_EQ(get_advice(fd_.get(), m.get() + 1, kPage, &r), -EINVAL);
+  EXPECT_EQ(get_advice(fd_.get(), m.get(), 0, &r), -EINVAL);
+  hmmgpu_range_advice bad{};
+  bad.addr = reinterpret_cast<uintptr_t>(m.get());
+  bad.length = kPage;
+  bad.flags = 1;
+  EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_ADVICE, &bad), -EINVAL);
+  bad.flags = 0;
+  bad.reserved[2] = 1;
+  EXPECT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_GET_ADVICE, &bad), -EINVAL);
+  ASSERT_EQ(munmap(m.get() + 7 * kPage, kPage), 0);
+  EXPECT_EQ(get_advice(fd_.get(), m.get(), m.size(), &r), -EFAULT);
+}
+
+// Dropping a mapping the device uses costs a TLB invalidation, counted.
+TEST_P(Compute, TlbInvalidatesCounted) {
+  Mapping m(8 * kPage);
+  fill(this, m.get(), m.size(), 3);
+  const hmmgpu_counters before = counters(fd_.get());
+  ASSERT_EQ(madvise(m.get(), m.size(), MADV_DONTNEED), 0);
+  EXPECT_GE(counters(fd_.get()).tlb_invalidates - before.tlb_invalidates, 1u);
 }
 
 // Bad launches and waits are rejected before anything runs.

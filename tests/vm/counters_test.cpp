@@ -9,16 +9,19 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <csetjmp>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -29,11 +32,6 @@
 #include "test_util.h"
 
 using namespace hmmgpu::test;
-
-namespace hmmgpu::test {
-// Names the device in failure messages instead of dumping its bytes.
-void PrintTo(const Device& d, std::ostream* os) { *os << d.node; }
-}  // namespace hmmgpu::test
 
 namespace {
 
@@ -269,10 +267,71 @@ TEST_P(Counters, DebugfsMatchesIoctl) {
   EXPECT_EQ(v.at("fault_cancels"), c.fault_cancels);
   EXPECT_EQ(v.at("evicted_chunks"), c.evicted_chunks);
   EXPECT_EQ(v.at("evicted_pages"), c.evicted_pages);
+  EXPECT_EQ(v.at("evicted_bytes"), c.evicted_bytes);
+  EXPECT_EQ(v.at("fault_batches"), c.fault_batches);
+  EXPECT_EQ(v.at("fault_duplicates"), c.fault_duplicates);
+  EXPECT_EQ(v.at("prefetched_pages"), c.prefetched_pages);
+  EXPECT_EQ(v.at("remote_mapped_pages"), c.remote_mapped_pages);
+  EXPECT_EQ(v.at("thrashing_events"), c.thrashing_events);
+  EXPECT_EQ(v.at("peer_to_device_pages"), c.peer_to_device_pages);
+  EXPECT_EQ(v.at("peer_to_device_bytes"), c.peer_to_device_bytes);
+  EXPECT_EQ(v.at("tlb_invalidates"), c.tlb_invalidates);
   EXPECT_EQ(v.at("num_channels"), c.num_channels);
   for (uint32_t i = 0; i < c.num_channels; i++)
     EXPECT_EQ(v.at("channel" + std::to_string(i) + "_busy_ns"), c.channel_busy_ns[i]);
   EXPECT_GE(c.to_device_pages, n);
+}
+
+// The 1.2/1.3 layout, a prefix of today's.
+struct CountersV1 {
+  std::array<uint8_t, HMMGPU_COUNTERS_SIZE_V1> bytes;
+};
+// A layout from a later version: today's and 64 bytes more.
+struct CountersNext {
+  hmmgpu_counters now;
+  std::array<uint64_t, 8> later;
+};
+constexpr unsigned long kGetCountersV1 =
+    _IOWR(HMMGPU_IOCTL_MAGIC, _IOC_NR(HMMGPU_IOCTL_GET_COUNTERS), CountersV1);
+constexpr unsigned long kGetCountersNext =
+    _IOWR(HMMGPU_IOCTL_MAGIC, _IOC_NR(HMMGPU_IOCTL_GET_COUNTERS), CountersNext);
+constexpr unsigned long kGetCountersShort =
+    _IOWR(HMMGPU_IOCTL_MAGIC, _IOC_NR(HMMGPU_IOCTL_GET_COUNTERS), uint64_t[8]);
+
+// A program built against an older header gets the counters its structure
+// holds and nothing written past it; a newer one's is accepted when its
+// unknown tail is zero (E2BIG otherwise); a structure shorter than the
+// first version's is refused.
+TEST_P(Counters, SizeVersioned) {
+  const size_t n = 4;
+  Mapping m(n * kPage);
+  fill(m.get(), n, 21);
+  ASSERT_EQ(to_dev(m.get(), m.size()), 0);
+  const hmmgpu_counters now = read();
+
+  struct {
+    CountersV1 v1;
+    std::array<uint8_t, 64> guard;
+  } old{};
+  old.guard.fill(0xa5);
+  ASSERT_EQ(xioctl(fd_.get(), kGetCountersV1, &old.v1), 0);
+  hmmgpu_counters prefix{};
+  std::memcpy(&prefix, old.v1.bytes.data(), HMMGPU_COUNTERS_SIZE_V1);
+  EXPECT_EQ(prefix.to_device_pages, now.to_device_pages);
+  EXPECT_EQ(prefix.num_channels, now.num_channels);
+  for (uint8_t b : old.guard) ASSERT_EQ(b, 0xa5);
+
+  CountersNext next{};
+  ASSERT_EQ(xioctl(fd_.get(), kGetCountersNext, &next), 0);
+  EXPECT_EQ(next.now.to_device_pages, now.to_device_pages);
+  EXPECT_EQ(next.now.evicted_bytes, next.now.evicted_pages * kPage);
+  for (uint64_t w : next.later) EXPECT_EQ(w, 0U);
+  next = CountersNext{};
+  next.later[3] = 1;
+  EXPECT_EQ(xioctl(fd_.get(), kGetCountersNext, &next), -E2BIG);
+
+  std::array<uint64_t, 8> tiny{};
+  EXPECT_EQ(xioctl(fd_.get(), kGetCountersShort, tiny.data()), -EINVAL);
 }
 
 // Undefined flags, non-zero reserved words and a bad pointer are refused.

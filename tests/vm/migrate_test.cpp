@@ -33,11 +33,6 @@
 
 using namespace hmmgpu::test;
 
-namespace hmmgpu::test {
-// Names the device in failure messages instead of dumping its bytes.
-void PrintTo(const Device& d, std::ostream* os) { *os << d.node; }
-}  // namespace hmmgpu::test
-
 namespace {
 
 std::string param_name(const testing::TestParamInfo<Device>& p) {
@@ -151,18 +146,6 @@ std::map<std::string, uint64_t> numa_maps_fields(const void* p) {
   }
   return out;
 }
-
-// An anonymous read-write range between two PROT_NONE guard pages, so that
-// it is a VMA of its own: smaps and numa_maps show it alone.
-struct Isolated {
-  explicit Isolated(size_t pages) : map((pages + 2) * kPage, PROT_NONE) {
-    if (map.get() != nullptr &&
-        ::mprotect(map.get() + kPage, pages * kPage, PROT_READ | PROT_WRITE) == 0)
-      ptr = map.get() + kPage;
-  }
-  Mapping map;
-  char* ptr = nullptr;
-};
 
 // THP is on for MADV_HUGEPAGE regions.
 bool thp_for_madvise() {
@@ -406,7 +389,7 @@ TEST_P(Migrate, PagemapDeviceEntries) {
 TEST_P(Migrate, ProcSmapsWithResidentPages) {
   const size_t n = 64, moved = 24;
   const uint64_t kb = n * kPage >> 10;
-  Isolated r(n);
+  Isolated r(n * kPage);
   ASSERT_NE(r.ptr, nullptr);
   fill(r.ptr, n, 31);
   auto before = smaps_fields(slurp("/proc/self/smaps"), r.ptr);
@@ -655,6 +638,128 @@ TEST_P(Migrate, UnbindWhileResident) {
   ASSERT_TRUE(write_file(drv_dir + "/unbind", name));
   EXPECT_EQ(first_bad(m.get(), n, 18), -1);
   ASSERT_TRUE(write_file(drv_dir + "/bind", name));
+}
+
+// GET_INFO of the device behind `d`.
+hmmgpu_info info_of(const Device& d) {
+  Fd fd(::open(d.dev_path().c_str(), O_RDWR | O_CLOEXEC));
+  hmmgpu_info info{};
+  EXPECT_TRUE(fd.valid());
+  EXPECT_EQ(xioctl(fd.get(), HMMGPU_IOCTL_GET_INFO, &info), 0);
+  return info;
+}
+
+uint64_t bit_of(const Device& d) { return 1ULL << std::stoul(d.node.substr(6)); }
+
+// The emulated GPUs of one emulator name each other as peers, never
+// themselves; a sysram device has no peers and is no one's.
+TEST(Peers, InfoListsEmulatedPeers) {
+  auto emu = devices_with_backend("emu");
+  auto sys = devices_with_backend("sysram");
+  if (emu.size() < 2) GTEST_SKIP() << "needs two emulated GPUs";
+  for (const auto& d : emu) {
+    hmmgpu_info info = info_of(d);
+    EXPECT_EQ(info.uapi_version & 0xffff, 4u);
+    for (const auto& o : emu) EXPECT_EQ((info.peers & bit_of(o)) != 0, o.node != d.node) << o.node;
+    for (const auto& o : sys) EXPECT_EQ(info.peers & bit_of(o), 0u) << o.node;
+  }
+  for (const auto& d : sys) EXPECT_EQ(info_of(d).peers, 0u) << d.node;
+}
+
+// Counters of the device behind fd.
+hmmgpu_counters counters_of(int fd) {
+  hmmgpu_counters c{};
+  EXPECT_EQ(xioctl(fd, HMMGPU_IOCTL_GET_COUNTERS, &c), 0);
+  return c;
+}
+
+// Pages in one GPU's VRAM move straight into its peer's: MIGRATE to the
+// peer reports them migrated, the peer counts them as peer migrations, the
+// source copies nothing to system memory, the VRAM moves and the data is
+// intact, also back and forth and with pages of both in one range.
+TEST(Peers, MigrateVramToVram) {
+  auto gpu0 = emu_device(0), gpu1 = emu_device(1);
+  if (!gpu0 || !gpu1) GTEST_SKIP() << "needs emulated GPUs 0 and 1";
+  Fd fd0(::open(gpu0->dev_path().c_str(), O_RDWR | O_CLOEXEC));
+  Fd fd1(::open(gpu1->dev_path().c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(fd0.valid() && fd1.valid());
+  const size_t n = 96;
+  Mapping m(n * kPage);
+  fill(m.get(), n, 41);
+  std::vector<uint8_t> st;
+  ASSERT_EQ(migrate(fd0.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
+  ASSERT_EQ(count(st, HMMGPU_PAGE_MIGRATED), n);
+  const uint64_t used0 = std::stoull(gpu0->attr("vram_used"));
+  const uint64_t used1 = std::stoull(gpu1->attr("vram_used"));
+  const hmmgpu_counters a0 = counters_of(fd0.get()), a1 = counters_of(fd1.get());
+
+  hmmgpu_migrate out{};
+  ASSERT_EQ(migrate(fd1.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st, &out), 0);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED), n);
+  EXPECT_EQ(out.migrated, n);
+  const hmmgpu_counters b0 = counters_of(fd0.get()), b1 = counters_of(fd1.get());
+  EXPECT_EQ(b1.peer_to_device_pages - a1.peer_to_device_pages, n);
+  EXPECT_EQ(b1.peer_to_device_bytes - a1.peer_to_device_bytes, n * kPage);
+  EXPECT_EQ(b1.to_device_pages - a1.to_device_pages, n);
+  EXPECT_EQ(b0.to_system_pages, a0.to_system_pages);  // no bounce through system memory
+  EXPECT_EQ(b0.cpu_faults, a0.cpu_faults);
+  EXPECT_EQ(std::stoull(gpu0->attr("vram_used")), used0 - n * kPage);
+  EXPECT_EQ(std::stoull(gpu1->attr("vram_used")), used1 + n * kPage);
+
+  // Half back to gpu0, then the whole range (half resident) to gpu1.
+  ASSERT_EQ(migrate(fd0.get(), m.get(), m.size() / 2, HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED), n / 2);
+  ASSERT_EQ(migrate(fd1.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_MIGRATED, 0, n / 2), n / 2);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_RESIDENT, n / 2, n), n / 2);
+  EXPECT_EQ(first_bad(m.get(), n, 41), -1);  // CPU faults bring it back from gpu1
+}
+
+// A peer migration whose copy fails leaves the pages in the source's VRAM
+// with their data.
+TEST(Peers, FailedPeerCopyKeepsPages) {
+  if (std::getenv("HMMGPU_EMU_CONTROL") == nullptr) GTEST_SKIP() << "no emulator control file";
+  auto gpu0 = emu_device(0), gpu1 = emu_device(1);
+  if (!gpu0 || !gpu1) GTEST_SKIP() << "needs emulated GPUs 0 and 1";
+  Fd fd0(::open(gpu0->dev_path().c_str(), O_RDWR | O_CLOEXEC));
+  Fd fd1(::open(gpu1->dev_path().c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(fd0.valid() && fd1.valid());
+  const size_t n = 16;
+  Mapping m(n * kPage);
+  fill(m.get(), n, 43);
+  std::vector<uint8_t> st;
+  ASSERT_EQ(migrate(fd0.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
+  InjectionGuard guard(1);
+  ASSERT_TRUE(control("fail-copies 1 1000"));
+  EXPECT_EQ(migrate(fd1.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st), -EIO);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_COPY_FAILED), n);
+  ASSERT_TRUE(guard.clear());
+  ASSERT_EQ(migrate(fd0.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_RESIDENT), n);
+  EXPECT_EQ(first_bad(m.get(), n, 43), -1);
+}
+
+// Pages on a device that is not a peer (a sysram device, for an emulated
+// GPU) stay where they are: OTHER_DEVICE.
+TEST(Peers, NonPeerPagesStay) {
+  auto emu = devices_with_backend("emu");
+  auto sys = devices_with_backend("sysram");
+  if (emu.empty() || sys.empty()) GTEST_SKIP() << "needs an emulated GPU and a sysram device";
+  Fd fe(::open(emu[0].dev_path().c_str(), O_RDWR | O_CLOEXEC));
+  Fd fs(::open(sys[0].dev_path().c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(fe.valid() && fs.valid());
+  const size_t n = 8;
+  Mapping m(n * kPage);
+  fill(m.get(), n, 45);
+  std::vector<uint8_t> st;
+  ASSERT_EQ(migrate(fs.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
+  hmmgpu_migrate out{};
+  ASSERT_EQ(migrate(fe.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st, &out), 0);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_OTHER_DEVICE), n);
+  EXPECT_EQ(out.failed, n);
+  ASSERT_EQ(migrate(fs.get(), m.get(), m.size(), HMMGPU_MIGRATE_TO_DEVICE, &st), 0);
+  EXPECT_EQ(count(st, HMMGPU_PAGE_RESIDENT), n);
+  EXPECT_EQ(first_bad(m.get(), n, 45), -1);
 }
 
 }  // namespace

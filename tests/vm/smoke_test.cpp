@@ -29,7 +29,7 @@ using namespace hmmgpu::test;
 
 namespace {
 
-constexpr uint32_t kEmuVersion = 0x00010002;  // emu/SPEC.md VERSION (1.2)
+constexpr uint32_t kEmuVersion = 0x00010003;  // emu/SPEC.md VERSION (1.3)
 
 Fd open_device(const Device& d) { return Fd(::open(d.dev_path().c_str(), O_RDWR | O_CLOEXEC)); }
 

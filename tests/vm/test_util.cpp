@@ -128,6 +128,13 @@ Aligned::Aligned(size_t len, size_t align) : map(len + align) {
   ptr = reinterpret_cast<char*>((a + align - 1) & ~(uintptr_t)(align - 1));
 }
 
+Isolated::Isolated(size_t len, size_t align) : map(len + align + 2 * kPage, PROT_NONE) {
+  if (map.get() == nullptr) return;
+  auto a = reinterpret_cast<uintptr_t>(map.get() + kPage);
+  char* p = reinterpret_cast<char*>((a + align - 1) & ~(uintptr_t)(align - 1));
+  if (::mprotect(p, len, PROT_READ | PROT_WRITE) == 0) ptr = p;
+}
+
 namespace {
 uint64_t word(uint64_t seed, size_t page, size_t i) {
   return (seed * 0x9e3779b97f4a7c15ULL) ^ (page << 20) ^ i;

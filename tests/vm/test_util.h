@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,9 @@ struct Device {
   // The PCI (or platform) device behind it, e.g. /sys/devices/pci0000:00/0000:00:03.0
   [[nodiscard]] std::string parent() const;
 };
+
+// Names the device in GoogleTest's messages instead of dumping its bytes.
+inline void PrintTo(const Device& d, std::ostream* os) { *os << d.node; }
 
 // Every hmmgpu device, sorted by minor.
 std::vector<Device> list_devices();
@@ -87,6 +91,15 @@ struct Aligned {
   Aligned(size_t len, size_t align);
   Mapping map;
   char* ptr;
+};
+
+// `len` read-write bytes, `align`-aligned, between PROT_NONE pages: a VMA
+// of their own, which no other mapping merges with (smaps shows it alone,
+// the device's prefetcher keeps to it). ptr is nullptr when mapping failed.
+struct Isolated {
+  explicit Isolated(size_t len, size_t align = 4096);
+  Mapping map;
+  char* ptr = nullptr;
 };
 
 // Fill `pages` pages at p with a pattern derived from seed (and the page index).

@@ -30,7 +30,7 @@
 #include <linux/types.h>
 
 #define HMMGPU_UAPI_VERSION_MAJOR 1
-#define HMMGPU_UAPI_VERSION_MINOR 3
+#define HMMGPU_UAPI_VERSION_MINOR 4
 #define HMMGPU_UAPI_VERSION \
 	((HMMGPU_UAPI_VERSION_MAJOR << 16) | HMMGPU_UAPI_VERSION_MINOR)
 
@@ -70,6 +70,10 @@ enum hmmgpu_backend {
  * @num_streams: compute streams, HMMGPU_IOCTL_LAUNCH's stream numbers
  *	(1.3; 0 without HMMGPU_CAP_COMPUTE)
  * @num_contexts: processes that can launch on the device at once (1.3)
+ * @peers: bit N is set for each other device /dev/hmmgpuN whose VRAM this
+ *	device reaches directly (1.4): its copy engine moves pages between the
+ *	two VRAMs without a bounce through system memory, and it can map the
+ *	other's pages (HMMGPU_MAP_PEER); see HMMGPU_IOCTL_MIGRATE
  * @reserved: zero
  */
 struct hmmgpu_info {
@@ -85,7 +89,8 @@ struct hmmgpu_info {
 	char name[HMMGPU_NAME_LEN];
 	__u32 num_streams;
 	__u32 num_contexts;
-	__u64 reserved[7];
+	__u64 peers;
+	__u64 reserved[6];
 };
 
 #define HMMGPU_NOP_MAX 4096
@@ -137,8 +142,8 @@ struct hmmgpu_nop {
  * @HMMGPU_PAGE_NO_VRAM: the device ran out of memory
  * @HMMGPU_PAGE_COPY_FAILED: the copy engine failed; the data stays where
  *	it was
- * @HMMGPU_PAGE_OTHER_DEVICE: resident on another device; move it back to
- *	system memory first
+ * @HMMGPU_PAGE_OTHER_DEVICE: resident on another device that is not a peer
+ *	of this one (hmmgpu_info.peers); move it back to system memory first
  */
 enum hmmgpu_page_status {
 	HMMGPU_PAGE_MIGRATED = 0,
@@ -167,10 +172,15 @@ enum hmmgpu_page_status {
  *
  * Migrates the pages of [@addr, @addr + @length) of the calling process to
  * this device's memory, or from any hmmgpu device back to system memory,
- * through the device's copy engine. The range may span several VMAs;
+ * through the device's copy engine. To the device, pages in a peer's VRAM
+ * (hmmgpu_info.peers) move VRAM to VRAM (1.4). The range may span several VMAs;
  * anonymous private memory (including malloc'd memory and THP, which is
  * split) and written pages of private file mappings move; other pages are
  * reported in @status and counted in @failed. Partial success returns 0.
+ *
+ * To a device with HMMGPU_CAP_COMPUTE, once the file has launched, the
+ * pages of the range in the device's VRAM are also mapped in its device
+ * address space (1.4), so that the next launches do not fault on them.
  *
  * The file must be used by the process that opened it: the device binds
  * the opener's address space at open().
@@ -229,6 +239,23 @@ struct hmmgpu_migrate {
  *	the VRAM was full (1.3)
  * @evicted_pages: out, pages those evictions moved to system memory (1.3)
  * @reserved: in, must be 0; out, zero
+ * @fault_batches: out, batches of device faults the driver fetched and
+ *	serviced, each followed by one replay (1.4)
+ * @fault_duplicates: out, device faults on a page that another fault of
+ *	the same batch had already reported (1.4)
+ * @prefetched_pages: out, pages the device fault service moved to this
+ *	device's VRAM and mapped besides the faulting pages, chosen by its
+ *	density prefetcher (1.4)
+ * @remote_mapped_pages: out, pages the device mapped where they lie, in
+ *	system memory or a peer's VRAM, instead of moving them (1.4)
+ * @thrashing_events: out, pages found bouncing between this device and
+ *	another processor; each is then mapped where it lies instead of
+ *	moved for a while (1.4)
+ * @peer_to_device_pages: out, pages moved into this device's VRAM straight
+ *	from a peer's VRAM, also counted in @to_device_pages (1.4)
+ * @peer_to_device_bytes: out, bytes of @peer_to_device_pages (1.4)
+ * @tlb_invalidates: out, TLB invalidations the driver ordered (1.4)
+ * @evicted_bytes: out, bytes of @evicted_pages (1.4)
  *
  * Reads the counters of the device. They start at zero when the device is
  * registered, only grow and are read without stopping the device: the
@@ -236,7 +263,16 @@ struct hmmgpu_migrate {
  * owns the device page, whichever file asked for it. The same values appear
  * in debugfs, hmmgpu/hmmgpuN/counters.
  *
- * Errors: -EINVAL (see above).
+ * The structure grows at its end from one version to the next, and the
+ * ioctl number carries its size (_IOC_SIZE). The driver takes every size
+ * from that of version 1.2 (up to @reserved, HMMGPU_COUNTERS_SIZE_V1) on:
+ * it fills the fields that the caller's size covers, so a program built
+ * against an older header keeps working. A caller's structure larger than
+ * the driver's must be zero past the end of the driver's.
+ *
+ * Errors: -EINVAL (see above), also for a size below
+ * HMMGPU_COUNTERS_SIZE_V1; -E2BIG the caller's structure is larger than the
+ * driver's and not zero where the driver's ends.
  */
 struct hmmgpu_counters {
 	__u32 flags;
@@ -257,7 +293,19 @@ struct hmmgpu_counters {
 	__u64 evicted_chunks;
 	__u64 evicted_pages;
 	__u64 reserved[3];
+	__u64 fault_batches;
+	__u64 fault_duplicates;
+	__u64 prefetched_pages;
+	__u64 remote_mapped_pages;
+	__u64 thrashing_events;
+	__u64 peer_to_device_pages;
+	__u64 peer_to_device_bytes;
+	__u64 tlb_invalidates;
+	__u64 evicted_bytes;
 };
+
+/* Size of struct hmmgpu_counters in versions 1.2 and 1.3. */
+#define HMMGPU_COUNTERS_SIZE_V1 392
 
 /**
  * enum hmmgpu_kernel - the device's built-in compute kernels
@@ -511,6 +559,52 @@ struct hmmgpu_advise {
 	__u64 reserved[4];
 };
 
+/**
+ * enum hmmgpu_preferred - the preferred location of a range, as
+ *	HMMGPU_IOCTL_GET_ADVICE reports it
+ * @HMMGPU_PREFERRED_NONE: none, or not the same for every page of the range
+ * @HMMGPU_PREFERRED_CPU: system memory
+ * @HMMGPU_PREFERRED_DEVICE: the device hmmgpu_range_advice.preferred_device
+ */
+enum hmmgpu_preferred {
+	HMMGPU_PREFERRED_NONE = 0,
+	HMMGPU_PREFERRED_CPU = 1,
+	HMMGPU_PREFERRED_DEVICE = 2,
+};
+
+/**
+ * struct hmmgpu_range_advice - HMMGPU_IOCTL_GET_ADVICE argument (1.4)
+ * @addr: in, first address, page aligned
+ * @length: in, bytes, page aligned, not 0
+ * @flags: in, must be 0
+ * @preferred: out, enum hmmgpu_preferred: the preferred location every
+ *	page of the range has, or HMMGPU_PREFERRED_NONE
+ * @preferred_device: out, with HMMGPU_PREFERRED_DEVICE, N of /dev/hmmgpuN;
+ *	else 0
+ * @pad: out, 0
+ * @accessed_by: out, bit N set when /dev/hmmgpuN is an accessed-by device
+ *	of every page of the range
+ * @reserved: in, must be 0
+ *
+ * Reads the advice HMMGPU_IOCTL_ADVISE set for a range of the caller's
+ * address space, the way cudaMemRangeGetAttribute() reports it: a value is
+ * reported only when the whole range has it. Read-mostly is never set.
+ *
+ * Errors: -EINVAL (see above); -EFAULT a page of the range is not mapped;
+ * -EPERM the caller's address space is not the one that opened the file;
+ * -ENOMEM.
+ */
+struct hmmgpu_range_advice {
+	__u64 addr;
+	__u64 length;
+	__u32 flags;
+	__u32 preferred;
+	__u32 preferred_device;
+	__u32 pad;
+	__u64 accessed_by;
+	__u64 reserved[4];
+};
+
 #define HMMGPU_IOCTL_GET_INFO	_IOR(HMMGPU_IOCTL_MAGIC, 0x00, struct hmmgpu_info)
 #define HMMGPU_IOCTL_NOP	_IOWR(HMMGPU_IOCTL_MAGIC, 0x01, struct hmmgpu_nop)
 #define HMMGPU_IOCTL_MIGRATE	_IOWR(HMMGPU_IOCTL_MAGIC, 0x02, struct hmmgpu_migrate)
@@ -520,5 +614,7 @@ struct hmmgpu_advise {
 #define HMMGPU_IOCTL_WAIT	_IOWR(HMMGPU_IOCTL_MAGIC, 0x05, struct hmmgpu_wait)
 #define HMMGPU_IOCTL_RESIDENCY	_IOWR(HMMGPU_IOCTL_MAGIC, 0x06, struct hmmgpu_residency)
 #define HMMGPU_IOCTL_ADVISE	_IOW(HMMGPU_IOCTL_MAGIC, 0x07, struct hmmgpu_advise)
+#define HMMGPU_IOCTL_GET_ADVICE \
+	_IOWR(HMMGPU_IOCTL_MAGIC, 0x08, struct hmmgpu_range_advice)
 
 #endif /* _UAPI_HMMGPU_H */
