@@ -164,9 +164,12 @@ TEST_P(Device, MovedFrom) {
   EXPECT_EQ(dev_->index(), GetParam().index);
 }
 
-// A device can only be its own peer trivially not; peers follow the mask.
+// Peers follow the driver's mask: from uapi 1.4 the emulated GPUs of the
+// VM (one emulator) are each other's peers, a sysram device is nobody's;
+// no device is its own peer.
 TEST_P(Device, PeerAccess) {
   EXPECT_FALSE(dev().can_access_peer(dev()));
+  const bool has_peers = dev().properties().driver >= driver_version{1, 4};
   for (const auto& s : list_devices()) {
     if (s.index == GetParam().index) {
       continue;
@@ -174,10 +177,13 @@ TEST_P(Device, PeerAccess) {
     device o(s.index);
     const bool mask = ((dev().properties().peer_mask >> s.index) & 1U) != 0;
     EXPECT_EQ(dev().can_access_peer(o), mask) << s.path;
-    if (dev().properties().driver < driver_version{1, 4}) {
-      EXPECT_FALSE(mask);
-    }
+    const bool both_emu = GetParam().backend == backend::emu && s.backend == backend::emu;
+    EXPECT_EQ(mask, has_peers && both_emu) << s.path;
+    EXPECT_EQ(o.can_access_peer(dev()), mask) << s.path;  // symmetric
   }
+  const bool any_emu_peer =
+      has_peers && GetParam().backend == backend::emu && devices_of(backend::emu).size() > 1;
+  EXPECT_EQ(dev().supports(capability::peer_access), any_emu_peer);
 }
 
 // Several threads use one device at once: prefetches both ways and

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -191,24 +192,40 @@ TEST_P(Prefetch, DeviceNotOpen) {
 INSTANTIATE_TEST_SUITE_P(All, Prefetch, ::testing::ValuesIn(migrate_devices()), param_name);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Prefetch);
 
-// Prefetch from one device to another moves every page; without a peer
-// link (before uapi 1.4, or between backends) it goes through the CPU.
-TEST(PrefetchBetweenDevices, MovesEveryPage) {
+// Prefetch from one device to another that is not its peer (a sysram
+// device, or any device before uapi 1.4) moves every page, through the
+// CPU: the source sends them to system memory.
+TEST(PrefetchBetweenDevices, NonPeersGoThroughTheCpu) {
+  std::optional<device> a;
+  std::optional<device> b;
   const auto devs = migrate_devices();
-  if (devs.size() < 2) {
-    GTEST_SKIP() << "one device that can migrate";
+  for (const auto& x : devs) {
+    for (const auto& y : devs) {
+      if (x.index == y.index || a) {
+        continue;
+      }
+      device dx(x.index);
+      device dy(y.index);
+      if (!dy.can_access_peer(dx)) {
+        a.emplace(std::move(dx));
+        b.emplace(std::move(dy));
+      }
+    }
   }
-  device a(devs[0].index);
-  device b(devs[1].index);
+  if (!a) {
+    GTEST_SKIP() << "no two devices that can migrate and are not peers";
+  }
   managed_vector<std::uint64_t> v(16 * kPage / 8);
   for (std::size_t i = 0; i < v.size(); i++) {
     v[i] = i * i;
   }
-  ASSERT_EQ(prefetch(v, a).migrated, 16U);
-  const prefetch_result r = prefetch(v, b);
+  ASSERT_EQ(prefetch(v, *a).migrated, 16U);
+  const device_counters a0 = a->counters();
+  const prefetch_result r = prefetch(v, *b);
   EXPECT_EQ(r.migrated, 16U);
   EXPECT_EQ(r.other_device, 0U);
-  EXPECT_EQ(summarize(residency(v, a)).at(b), 16U);
+  EXPECT_GE((a->counters() - a0).to_system_pages, 16U);
+  EXPECT_EQ(summarize(residency(v, *a)).at(*b), 16U);
   for (std::size_t i = 0; i < v.size(); i++) {
     ASSERT_EQ(v[i], i * i);
   }
@@ -296,9 +313,13 @@ TEST_P(Advice, PreferredDeviceMigratesWithoutFaultMigrate) {
 TEST_P(Advice, AccessedByThenUnset) {
   managed_vector<std::uint32_t> v(8 * kPage / 4, 5);
   advise(v, advice::accessed_by, dev());
+  const device_counters before = dev().counters();
   auto runs = touch(v);
   EXPECT_EQ(summarize(runs).cpu, 8U);
   EXPECT_EQ(runs[0].mapping, device_mapping::system);
+  if (dev().properties().driver >= driver_version{1, 4}) {
+    EXPECT_GE((dev().counters() - before).remote_mapped_pages, 8U);
+  }
   advise(v, advice::unset_accessed_by, dev());
   unmap_device(v);
   EXPECT_EQ(summarize(touch(v)).at(dev()), 8U);

@@ -81,6 +81,25 @@ TEST_P(Kernels, EveryKernel) {
   EXPECT_EQ(sum(std::span<const std::uint64_t>(w), s).get(), wsum);
 }
 
+// A kernel on memory the device has never seen faults it in: the device's
+// counters show the faults, their replays (and from uapi 1.4 the fault
+// batches), and the pages moved to its VRAM.
+TEST_P(Kernels, FirstTouchCounters) {
+  stream s(dev());
+  managed_vector<std::uint32_t> v(32 * kPage / 4);
+  const device_counters before = dev().counters();
+  fill(v, 3, s).get();
+  const device_counters d = dev().counters() - before;
+  EXPECT_GE(d.device_faults, 1U);
+  EXPECT_GE(d.fault_replays, 1U);
+  EXPECT_GE(d.to_device_pages, 32U);
+  if (dev().properties().driver >= driver_version{1, 4}) {
+    EXPECT_GE(d.fault_batches, 1U);
+  }
+  EXPECT_EQ(summarize(residency(v, dev())).at(dev()), 32U);
+  EXPECT_EQ(v[100], 3U);
+}
+
 // Kernels on no elements do nothing and give the result of nothing.
 TEST_P(Kernels, Empty) {
   stream s(dev());

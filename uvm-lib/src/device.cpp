@@ -248,7 +248,9 @@ std::shared_ptr<device_impl> device_impl::open(unsigned index) {
   p.driver = {info.uapi_version >> 16, info.uapi_version & 0xffff};
   p.capability_bits = info.caps;
 #if HMMGPU_UAPI_VERSION_MINOR >= 4
-  if (p.driver >= driver_version{1, 4}) p.peer_mask = info.peers;
+  if (p.driver >= driver_version{1, 4}) {
+    p.peer_mask = info.peers;
+  }
 #endif
   add_to_registry(d);
   return d;
@@ -500,8 +502,9 @@ device_counters device::counters() const {
   unsigned long req = HMMGPU_IOCTL_GET_COUNTERS;
 #if HMMGPU_UAPI_VERSION_MINOR >= 4
   // A driver before 1.4 knows only the structure of 1.2 and 1.3.
-  if (d.props().driver < driver_version{1, 4})
+  if (d.props().driver < driver_version{1, 4}) {
     req = _IOC(_IOC_READ | _IOC_WRITE, HMMGPU_IOCTL_MAGIC, 0x03, HMMGPU_COUNTERS_SIZE_V1);
+  }
 #endif
   d.ioctl_or_throw(req, &c, detail::call::counters, ctx);
   device_counters r;

@@ -312,23 +312,31 @@ range_advice range_attributes(memory_range range) {
   const driver_version have = dev->props().driver;
   const std::string uapi = std::to_string(have.major) + "." + std::to_string(have.minor);
 #if HMMGPU_UAPI_VERSION_MINOR >= 4
-  if (have < driver_version{1, 4})
+  if (have < driver_version{1, 4}) {
     detail::fail(errc::not_supported, ctx,
                  "the driver (uapi " + uapi + ") cannot report advice: that needs uapi 1.4");
+  }
   const memory_range pages = range.pages();
   hmmgpu_range_advice q{};
   q.addr = pages.begin_address();
   q.length = pages.size();
   if (int err = dev->ioctl(HMMGPU_IOCTL_GET_ADVICE, &q, ctx)) {
-    if (err == EFAULT) ctx.address = detail::first_unmapped(*dev, range);
+    if (err == EFAULT) {
+      ctx.address = detail::first_unmapped(*dev, range);
+    }
     detail::fail_errno(err, call::get_advice, ctx);
   }
   range_advice r;
-  if (q.preferred == HMMGPU_PREFERRED_CPU) r.preferred_location = cpu;
-  if (q.preferred == HMMGPU_PREFERRED_DEVICE)
+  if (q.preferred == HMMGPU_PREFERRED_CPU) {
+    r.preferred_location = cpu;
+  } else if (q.preferred == HMMGPU_PREFERRED_DEVICE) {
     r.preferred_location = location::of_device(q.preferred_device);
-  for (unsigned i = 0; i < 64; i++)
-    if (((q.accessed_by >> i) & 1U) != 0) r.accessed_by.push_back(location::of_device(i));
+  }
+  for (unsigned i = 0; i < 64; i++) {
+    if (((q.accessed_by >> i) & 1U) != 0) {
+      r.accessed_by.push_back(location::of_device(i));
+    }
+  }
   return r;
 #else
   detail::fail(errc::not_supported, ctx,
