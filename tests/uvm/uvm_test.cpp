@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "uvm_test.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ostream>
+
+namespace uvm::test {
+
+namespace {
+std::vector<device_summary> devices_if(const std::function<bool(const device_properties&)>& pred) {
+  std::vector<device_summary> out;
+  for (const auto& s : list_devices()) {
+    device d(s.index);
+    if (pred(d.properties())) {
+      out.push_back(s);
+    }
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<device_summary> migrate_devices() {
+  return devices_if([](const auto& p) { return p.supports(capability::migrate); });
+}
+
+std::vector<device_summary> compute_devices() {
+  return devices_if([](const auto& p) { return p.supports(capability::compute); });
+}
+
+std::vector<device_summary> devices_of(backend b) {
+  std::vector<device_summary> out;
+  for (const auto& s : list_devices()) {
+    if (s.backend == b) {
+      out.push_back(s);
+    }
+  }
+  return out;
+}
+
+std::uint64_t fnv1a(const void* p, std::size_t n) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  const auto* b = static_cast<const std::uint8_t*>(p);
+  for (std::size_t i = 0; i < n; i++) {
+    h = (h ^ b[i]) * 0x100000001b3ULL;
+  }
+  return h;
+}
+
+::testing::AssertionResult throws_error(const std::function<void()>& fn, std::error_code code,
+                                        const std::vector<std::string>& parts) {
+  try {
+    fn();
+  } catch (const error& e) {
+    if (e.code() != code) {
+      return ::testing::AssertionFailure()
+             << "code " << e.code() << " (" << e.what() << "), expected " << code;
+    }
+    const std::string what = e.what();
+    for (const auto& p : parts) {
+      if (what.find(p) == std::string::npos) {
+        return ::testing::AssertionFailure() << "\"" << what << "\" lacks \"" << p << "\"";
+      }
+    }
+    return ::testing::AssertionSuccess() << what;
+  } catch (const std::exception& e) {
+    return ::testing::AssertionFailure() << "threw another exception: " << e.what();
+  }
+  return ::testing::AssertionFailure() << "did not throw; expected " << code;
+}
+
+Mapping private_file_mapping(const std::vector<char>& data) {
+  std::string path = "/tmp/uvm-file-XXXXXX";
+  const hmmgpu::test::Fd fd(::mkstemp(path.data()));
+  if (!fd.valid()) {
+    ADD_FAILURE() << "mkstemp: " << std::strerror(errno);
+    return Mapping(0);
+  }
+  ::unlink(path.c_str());
+  if (::write(fd.get(), data.data(), data.size()) != static_cast<ssize_t>(data.size())) {
+    ADD_FAILURE() << "write " << path << ": " << std::strerror(errno);
+  }
+  return Mapping(data.size(), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd.get());
+}
+
+malloc_ptr malloc_bytes(std::size_t bytes) {
+  // NOLINTNEXTLINE(cppcoreguidelines-no-malloc,cppcoreguidelines-owning-memory): the point
+  return {static_cast<char*>(std::malloc(bytes)), &std::free};
+}
+
+std::string hex(const void* p) {
+  std::array<char, 32> buf{};
+  std::snprintf(buf.data(), buf.size(), "%#lx", reinterpret_cast<unsigned long>(p));
+  return buf.data();
+}
+
+std::string param_name(const ::testing::TestParamInfo<device_summary>& p) {
+  return "hmmgpu" + std::to_string(p.param.index) + "_" + to_string(p.param.backend);
+}
+
+}  // namespace uvm::test
+
+void uvm::PrintTo(const device_summary& s, std::ostream* os) {
+  *os << s.path.string() << " (" << s.name << ", " << to_string(s.backend) << ")";
+}
