@@ -626,7 +626,8 @@ struct hmmgpu_advice_attrs {
  *	and @dead
  * @regions: the notifiers by region index
  * @dead: torn down (hmmgpu_ctx_destroy())
- * @lock: protects the page table and @dma (taken by the notifiers)
+ * @lock: protects the page table, @dma and @torn (taken by the notifiers)
+ * @torn: the page table is being freed (hmmgpu_ctx_destroy())
  * @dma: the DMA address (xa value, in pages) of each mapped system page,
  *	by page index
  * @advice: the process's advice (hmmgpu_advice.c)
@@ -643,6 +644,7 @@ struct hmmgpu_ctx {
 	struct xarray regions;
 	bool dead;
 	struct mutex lock;		/* see above */
+	bool torn;
 	struct xarray dma;
 	struct hmmgpu_mm *advice;
 	struct hmmgpu_map_run *map_run;
@@ -764,6 +766,8 @@ int hmmgpu_ctx_fault(struct hmmgpu_ctx *ctx, u64 base,
 		     const unsigned long *faulted, const unsigned long *write,
 		     bool prefetch);
 void hmmgpu_ctx_map_resident(struct hmmgpu_ctx *ctx, u64 start, u64 end);
+void hmmgpu_ctx_unmap_pages(struct hmmgpu_device *hdev, u32 index,
+			    const u64 *va, unsigned int n);
 struct hmmgpu_ctx *hmmgpu_file_ctx(struct hmmgpu_file *hfile);
 
 /* hmmgpu_policy.c */
@@ -807,6 +811,7 @@ void hmmgpu_vram_evict(struct hmmgpu_device *hdev);
 void hmmgpu_vram_fini(struct hmmgpu_device *hdev);
 struct page *hmmgpu_vram_alloc_page(struct hmmgpu_device *hdev);
 void hmmgpu_vram_touch(struct page *page);
+void hmmgpu_vram_note_map(struct page *page, u32 ctx, u64 va);
 u64 hmmgpu_vram_used(struct hmmgpu_device *hdev);
 bool hmmgpu_is_vram_page(const struct page *page);
 struct hmmgpu_device *hmmgpu_vram_page_device(const struct page *page);

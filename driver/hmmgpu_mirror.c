@@ -156,6 +156,50 @@ static void hmmgpu_region_unmapped(struct hmmgpu_region *r,
 	bitmap_clear(r->local, first, last - first);
 }
 
+/**
+ * hmmgpu_ctx_unmap_pages() - unmap pages from a context with one TLB
+ *	invalidation
+ * @hdev: the device
+ * @index: the context's hardware index
+ * @va: the virtual pages, in ascending order
+ * @n: their number
+ *
+ * For eviction, which then lets mm unmap the pages page by page: the
+ * device's notifiers find them unmapped already. The pages are VRAM pages
+ * (no DMA mapping to release); a page that maps something else by now is
+ * unmapped all the same and faults again. The notifiers still keep the
+ * context's per-page state.
+ *
+ * Context: process context; may be called with the mmap lock and page
+ * locks held (nests like the notifiers).
+ */
+void hmmgpu_ctx_unmap_pages(struct hmmgpu_device *hdev, u32 index,
+			    const u64 *va, unsigned int n)
+{
+	struct hmmgpu_ctx *ctx = hmmgpu_ctx_get(hdev, index);
+	struct hmmgpu_cmd cmd = {
+		.op = HMMGPU_CMD_TLB_INVALIDATE,
+		.inval = { .ctx = index },
+	};
+	bool mapped = false;
+	unsigned int i;
+
+	if (!ctx)
+		return;
+	mutex_lock(&ctx->lock);
+	for (i = 0; i < n && !ctx->torn; i++)
+		mapped |= hdev->ops->mmu_unmap(hdev, ctx->pt, va[i],
+					       va[i] + PAGE_SIZE);
+	if (mapped) {
+		cmd.inval.start = va[0];
+		cmd.inval.end = va[n - 1] + PAGE_SIZE;
+		atomic64_inc(&hdev->stats.tlb_invalidates);
+		hmmgpu_queue_exec(hmmgpu_queue_get(hdev, 0), &cmd);
+	}
+	mutex_unlock(&ctx->lock);
+	hmmgpu_ctx_put(ctx);
+}
+
 static bool hmmgpu_region_invalidate(struct mmu_interval_notifier *mni,
 				     const struct mmu_notifier_range *range,
 				     unsigned long cur_seq)
@@ -212,10 +256,10 @@ static struct hmmgpu_region *hmmgpu_ctx_region(struct hmmgpu_ctx *ctx, u64 va)
 }
 
 /*
- * The device mapping of the page hmm_range_fault() returned in @pfn;
- * *@dma is set for a system page, which is DMA-mapped here.
+ * The device mapping at @va of the page hmm_range_fault() returned in
+ * @pfn; *@dma is set for a system page, which is DMA-mapped here.
  */
-static int hmmgpu_ctx_pte(struct hmmgpu_ctx *ctx, unsigned long pfn,
+static int hmmgpu_ctx_pte(struct hmmgpu_ctx *ctx, u64 va, unsigned long pfn,
 			  struct hmmgpu_pte *pte, dma_addr_t *dma)
 {
 	struct hmmgpu_device *hdev = ctx->hdev, *owner;
@@ -230,6 +274,7 @@ static int hmmgpu_ctx_pte(struct hmmgpu_ctx *ctx, unsigned long pfn,
 		hmmgpu_vram_touch(page);
 		if (owner == hdev) {
 			pte->aperture = HMMGPU_PTE_VRAM;
+			hmmgpu_vram_note_map(page, ctx->index, va);
 			return 0;
 		}
 		if (!hmmgpu_device_is_peer(hdev, owner))
@@ -320,7 +365,8 @@ static int hmmgpu_map_run_ptes(struct hmmgpu_ctx *ctx,
 	int ret = 0;
 
 	for_each_set_bit(i, run->map, HMMGPU_REGION_PAGES) {
-		ret = hmmgpu_ctx_pte(ctx, run->pfns[i - run->lo], &run->ptes[i],
+		ret = hmmgpu_ctx_pte(ctx, hmmgpu_run_va(run, i),
+				     run->pfns[i - run->lo], &run->ptes[i],
 				     &run->dma[i]);
 		if (!ret && run->dma[i] != DMA_MAPPING_ERROR) {
 			ret = xa_reserve(&ctx->dma,
@@ -997,6 +1043,7 @@ void hmmgpu_ctx_destroy(struct hmmgpu_ctx *ctx)
 
 	mutex_lock(&ctx->lock);
 	hmmgpu_ctx_unmap_locked(ctx, 0, 1ULL << HMMGPU_VA_BITS);
+	ctx->torn = true;
 	mutex_unlock(&ctx->lock);
 	xa_destroy(&ctx->dma);
 	/* A device that failed to unbind may still walk the table. */

@@ -39,6 +39,13 @@
  * in LRU order: allocating a page of a chunk and a device mapping a page
  * of it (hmmgpu_vram_touch()) make it the most recently used. Nothing is
  * pinned: the CPU can always take a page back.
+ *
+ * migrate_device_range() unmaps a chunk's pages one at a time, and the
+ * device contexts mapping them are notified for each, a TLB invalidation
+ * every time. So each page remembers where a context of its device last
+ * mapped it (hmmgpu_vram_note_map()), and eviction first unmaps the chunk
+ * from those contexts with one invalidation each
+ * (hmmgpu_ctx_unmap_pages()); the notifiers then find nothing to do.
  */
 
 /**
@@ -60,6 +67,7 @@
 #include <linux/memremap.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 
 #include "hmmgpu_drv.h"
 
@@ -74,6 +82,9 @@
  * @lru: in &hmmgpu_vram.lru; protected by &hmmgpu_vram.lock
  * @used: its pages in use; protected by &hmmgpu_vram.lock
  * @evicting: an eviction of the chunk runs; protected by &hmmgpu_vram.lock
+ * @hint: per page, where a context of the device last mapped it:
+ *	hmmgpu_vram_note_map()'s packed (virtual page, context + 1), or 0;
+ *	read and written with READ_ONCE()/WRITE_ONCE(), only a hint
  */
 struct hmmgpu_vram_chunk {
 	struct dev_pagemap pgmap;
@@ -82,7 +93,11 @@ struct hmmgpu_vram_chunk {
 	struct list_head lru;
 	unsigned int used;
 	bool evicting;
+	u64 hint[HMMGPU_CHUNK_PAGES];
 };
+
+/* Bits of &hmmgpu_vram_chunk.hint below the virtual page number. */
+#define HMMGPU_HINT_CTX_BITS	16
 
 /**
  * struct hmmgpu_vram - the VRAM allocator of a device
@@ -121,6 +136,13 @@ static struct hmmgpu_vram_chunk *to_vram_chunk(const struct page *page)
 	return container_of(page->pgmap, struct hmmgpu_vram_chunk, pgmap);
 }
 
+/* The index of @page in @chunk. */
+static unsigned int hmmgpu_vram_page_index(const struct hmmgpu_vram_chunk *chunk,
+					   const struct page *page)
+{
+	return page_to_pfn(page) - PHYS_PFN(chunk->pgmap.range.start);
+}
+
 /**
  * hmmgpu_is_vram_page() - whether a page is hmmgpu VRAM
  * @page: any page
@@ -153,10 +175,9 @@ struct hmmgpu_device *hmmgpu_vram_page_device(const struct page *page)
 u64 hmmgpu_vram_page_offset(const struct page *page)
 {
 	struct hmmgpu_vram_chunk *chunk = to_vram_chunk(page);
-	unsigned long first = PHYS_PFN(chunk->pgmap.range.start);
 
 	return (u64)chunk->index * HMMGPU_CHUNK_SIZE +
-	       ((u64)(page_to_pfn(page) - first) << PAGE_SHIFT);
+	       ((u64)hmmgpu_vram_page_index(chunk, page) << PAGE_SHIFT);
 }
 
 static void hmmgpu_vram_page_free(struct page *page)
@@ -165,6 +186,7 @@ static void hmmgpu_vram_page_free(struct page *page)
 	struct hmmgpu_vram *vram = chunk->vram;
 	struct hmmgpu_mm *owner = page->zone_device_data;
 
+	WRITE_ONCE(chunk->hint[hmmgpu_vram_page_index(chunk, page)], 0);
 	spin_lock(&vram->lock);
 	page->zone_device_data = vram->free;
 	vram->free = page;
@@ -360,6 +382,69 @@ static struct hmmgpu_vram_chunk *hmmgpu_vram_lru_victim(struct hmmgpu_vram *vram
 	return victim;
 }
 
+/**
+ * hmmgpu_vram_note_map() - note where a device context maps a VRAM page
+ * @page: a page of the VRAM of the device whose context maps it
+ * @ctx: the context's index
+ * @va: the virtual page
+ *
+ * Eviction unmaps the pages of a chunk from the contexts that last mapped
+ * them with one TLB invalidation per context before mm unmaps them one by
+ * one (hmmgpu_vram_unmap_chunk()). A stale hint only costs a fault.
+ *
+ * Context: any.
+ */
+void hmmgpu_vram_note_map(struct page *page, u32 ctx, u64 va)
+{
+	struct hmmgpu_vram_chunk *chunk = to_vram_chunk(page);
+
+	WRITE_ONCE(chunk->hint[hmmgpu_vram_page_index(chunk, page)],
+		   (va >> PAGE_SHIFT) << HMMGPU_HINT_CTX_BITS | (ctx + 1));
+}
+
+/* The context + 1 of a hint. */
+static u32 hmmgpu_hint_ctx(u64 hint)
+{
+	return hint & GENMASK_ULL(HMMGPU_HINT_CTX_BITS - 1, 0);
+}
+
+/* Hints in order of context, then address. */
+static int hmmgpu_hint_cmp(const void *a, const void *b)
+{
+	u64 x = *(const u64 *)a, y = *(const u64 *)b;
+
+	if (hmmgpu_hint_ctx(x) != hmmgpu_hint_ctx(y))
+		return hmmgpu_hint_ctx(x) < hmmgpu_hint_ctx(y) ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Before mm unmaps the pages of @chunk from every mapping one by one (and
+ * calls the device's notifier for each, a TLB invalidation every time),
+ * unmap them from the contexts that last mapped them in one go per
+ * context, so that those notifiers find nothing left to invalidate.
+ * @buf has room for %HMMGPU_CHUNK_PAGES hints.
+ */
+static void hmmgpu_vram_unmap_chunk(struct hmmgpu_vram_chunk *chunk, u64 *buf)
+{
+	unsigned int i, n = 0, first;
+	u32 ctx;
+
+	for (i = 0; i < HMMGPU_CHUNK_PAGES; i++) {
+		buf[n] = READ_ONCE(chunk->hint[i]);
+		n += !!buf[n];
+	}
+	sort(buf, n, sizeof(*buf), hmmgpu_hint_cmp, NULL);
+	for (first = 0; first < n; first = i) {
+		ctx = hmmgpu_hint_ctx(buf[first]);
+		/* The group's hints become its virtual addresses. */
+		for (i = first; i < n && hmmgpu_hint_ctx(buf[i]) == ctx; i++)
+			buf[i] = (buf[i] >> HMMGPU_HINT_CTX_BITS) << PAGE_SHIFT;
+		hmmgpu_ctx_unmap_pages(chunk->vram->hdev, ctx - 1, buf + first,
+				       i - first);
+	}
+}
+
 /*
  * Make room by moving the pages of the least recently used chunk back to
  * system memory. Return: true when some page was freed.
@@ -369,10 +454,16 @@ static bool hmmgpu_vram_evict_lru(struct hmmgpu_vram *vram)
 	struct hmmgpu_device *hdev = vram->hdev;
 	struct hmmgpu_vram_chunk *chunk;
 	unsigned long moved;
+	u64 *hints;
 
 	chunk = hmmgpu_vram_lru_victim(vram);
 	if (!chunk)
 		return false;
+	hints = kvmalloc_array(HMMGPU_CHUNK_PAGES, sizeof(*hints), GFP_KERNEL);
+	if (hints) {
+		hmmgpu_vram_unmap_chunk(chunk, hints);
+		kvfree(hints);
+	}
 	moved = hmmgpu_migrate_evict(PHYS_PFN(chunk->pgmap.range.start),
 				     HMMGPU_CHUNK_PAGES, false);
 	spin_lock(&vram->lock);

@@ -1045,6 +1045,24 @@ TEST_P(Compute, TlbInvalidatesCounted) {
   EXPECT_GE(counters(fd_.get()).tlb_invalidates - before.tlb_invalidates, 1u);
 }
 
+// Evicting a chunk the device maps costs one TLB invalidation for the
+// chunk, not one per page (mm unmaps the pages one by one): the driver
+// unmaps the chunk from the context first. The data stays right.
+TEST_P(Compute, EvictionInvalidatesOncePerChunk) {
+  const size_t vram = std::stoull(GetParam().attr("vram_total"));
+  Mapping a(vram), b(vram / 2);
+  fill(this, a.get(), a.size(), 0xa);  // fills the VRAM, mapped by the device
+  const hmmgpu_counters before = counters(fd_.get());
+  fill(this, b.get(), b.size(), 0xb);  // evicts chunks of a
+  const hmmgpu_counters after = counters(fd_.get());
+  const uint64_t chunks = after.evicted_chunks - before.evicted_chunks;
+  ASSERT_GE(chunks, 1u);
+  EXPECT_LE(after.tlb_invalidates - before.tlb_invalidates, 2 * chunks + 8)
+      << chunks << " chunks evicted";
+  expect_filled(a.get(), a.size(), 0xa);
+  expect_filled(b.get(), b.size(), 0xb);
+}
+
 // Bad launches and waits are rejected before anything runs.
 TEST_P(Compute, BadInput) {
   hmmgpu_info info{};
