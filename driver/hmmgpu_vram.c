@@ -295,8 +295,8 @@ static bool hmmgpu_vram_has_free(struct hmmgpu_vram *vram, bool *dying)
 
 /*
  * Populate the next chunk, unless another thread refilled the free list
- * meanwhile. Return: 0, -ENOSPC when the VRAM is exhausted or the device
- * is going away, or the error of the chunk's creation.
+ * meanwhile. Return: 0, -ENOSPC when the VRAM is exhausted, -ENODEV when
+ * the device is going away, or the error of the chunk's creation.
  */
 static int hmmgpu_vram_grow(struct hmmgpu_vram *vram)
 {
@@ -305,9 +305,14 @@ static int hmmgpu_vram_grow(struct hmmgpu_vram *vram)
 	int ret = 0;
 
 	mutex_lock(&vram->chunk_lock);
-	if (hmmgpu_vram_has_free(vram, &dying))
+	/* A dying allocator hands out no page, free ones included. */
+	if (hmmgpu_vram_has_free(vram, &dying) && !dying)
 		goto out_unlock;
-	if (dying || vram->nchunks == vram->max_chunks) {
+	if (dying) {
+		ret = -ENODEV;
+		goto out_unlock;
+	}
+	if (vram->nchunks == vram->max_chunks) {
 		ret = -ENOSPC;
 		goto out_unlock;
 	}
