@@ -699,12 +699,19 @@ int hmmgpu_device_register(struct hmmgpu_device *hdev)
 	return 0;
 }
 
-/* Tear down the address spaces of the files still open. */
+/*
+ * Tear down the address spaces of the files still open, while the device
+ * still executes the unbinding (which fails their stalled launches), and
+ * let no new one be created.
+ */
 static void hmmgpu_device_destroy_contexts(struct hmmgpu_device *hdev)
 {
 	struct hmmgpu_ctx *ctx;
 	unsigned long index;
 
+	xa_lock(&hdev->contexts);
+	hdev->contexts_closed = true;
+	xa_unlock(&hdev->contexts);
 	xa_for_each(&hdev->contexts, index, ctx) {
 		ctx = hmmgpu_ctx_get(hdev, index);
 		if (!ctx)
@@ -719,10 +726,11 @@ static void hmmgpu_device_destroy_contexts(struct hmmgpu_device *hdev)
  * @hdev: the device
  *
  * Removes /dev/hmmgpuN, moves every page in its VRAM back to system memory
- * (while the device can still copy), marks the device removed (waking every
- * waiter), waits until no ioctl runs and no job holds a queue, and releases
- * the VRAM. Afterwards open files get -ENODEV and the core calls no backend
- * op any more; the backend may stop its hardware.
+ * and tears down the device address spaces (while the device still
+ * executes), marks the device removed (waking every waiter), waits until no
+ * ioctl runs and no job holds a queue, and releases the VRAM. Afterwards
+ * open files get -ENODEV and the core calls no backend op any more; the
+ * backend may stop its hardware.
  *
  * Context: process context, may sleep.
  */
@@ -737,12 +745,17 @@ void hmmgpu_device_unregister(struct hmmgpu_device *hdev)
 	hdev->registered = false;
 
 	hmmgpu_vram_evict(hdev);
+	/*
+	 * A file released from now on finds its context torn down already
+	 * (hmmgpu_ctx_destroy() does nothing twice); one released before tore
+	 * it down itself, under the unplug lock, which is waited for below.
+	 */
+	hmmgpu_device_destroy_contexts(hdev);
 	hmmgpu_device_set_state(hdev, HMMGPU_STATE_REMOVED);
 	down_write(&hdev->unplug_lock);
 	up_write(&hdev->unplug_lock);
 	/* A job that began before the state changed has ended after this. */
 	cancel_work_sync(&hdev->fault_work);
-	hmmgpu_device_destroy_contexts(hdev);
 	for (i = 0; i < hdev->num_queues; i++)
 		hmmgpu_queue_quiesce(&hdev->queues[i]);
 	hmmgpu_vram_fini(hdev);

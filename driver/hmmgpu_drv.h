@@ -545,6 +545,8 @@ struct hmmgpu_backend_ops {
  * @stats: event counters (HMMGPU_IOCTL_GET_COUNTERS, debugfs)
  * @contexts: the device address spaces by hardware context index (an
  *	allocating xarray), with %HMMGPU_CAP_COMPUTE
+ * @contexts_closed: no context may be created any more (the device is
+ *	being unregistered); under the lock of @contexts
  * @fault_work: services the faults the hardware reports
  * @fault_batch: the fault worker's scratch space, allocated on first use
  * @debugfs: the device's debugfs directory hmmgpu/hmmgpuN, or NULL or an
@@ -581,6 +583,7 @@ struct hmmgpu_device {
 	struct hmmgpu_stats stats;
 	struct dentry *debugfs;
 	struct xarray contexts;
+	bool contexts_closed;
 	struct work_struct fault_work;
 	struct hmmgpu_fault_batch *fault_batch;
 };

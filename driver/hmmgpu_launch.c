@@ -301,7 +301,12 @@ void hmmgpu_launch_release(struct hmmgpu_file *hfile)
 	int status;
 	u64 value;
 
-	if (hfile->ctx && !removed)
+	/*
+	 * Also when the device is being removed: until its contexts are torn
+	 * down (under the unplug lock, which the caller holds for read), ours
+	 * still has its notifiers; afterwards this does nothing.
+	 */
+	if (hfile->ctx)
 		hmmgpu_ctx_destroy(hfile->ctx);
 	list_for_each_entry_safe(rec, tmp, &hfile->launches, link) {
 		list_del(&rec->link);

@@ -911,7 +911,8 @@ static int hmmgpu_ctx_bind(struct hmmgpu_ctx *ctx, u64 root)
  *
  * Context: process context, sleeps.
  * Return: the context, or ERR_PTR(-EBUSY) when every hardware context is
- * taken, ERR_PTR(-ENOMEM), or the error of the bind command.
+ * taken, ERR_PTR(-ENODEV) when the device is going away, ERR_PTR(-ENOMEM),
+ * or the error of the bind command.
  */
 struct hmmgpu_ctx *hmmgpu_ctx_create(struct hmmgpu_device *hdev,
 				     struct mm_struct *mm)
@@ -937,8 +938,11 @@ struct hmmgpu_ctx *hmmgpu_ctx_create(struct hmmgpu_device *hdev,
 	xa_init(&ctx->dma);
 	kref_init(&ctx->ref);
 
-	ret = xa_alloc(&hdev->contexts, &index, NULL,
-		       XA_LIMIT(0, hdev->num_contexts - 1), GFP_KERNEL);
+	xa_lock(&hdev->contexts);
+	ret = hdev->contexts_closed ? -ENODEV :
+	      __xa_alloc(&hdev->contexts, &index, NULL,
+			 XA_LIMIT(0, hdev->num_contexts - 1), GFP_KERNEL);
+	xa_unlock(&hdev->contexts);
 	if (ret)
 		goto err_free;
 	ctx->index = index;
