@@ -73,6 +73,7 @@ static void hmmgpu_device_counters(struct hmmgpu_device *hdev,
 	c->peer_to_device_pages = atomic64_read(&s->peer_to_device_pages);
 	c->peer_to_device_bytes = c->peer_to_device_pages << PAGE_SHIFT;
 	c->tlb_invalidates = atomic64_read(&s->tlb_invalidates);
+	c->fault_dropped = atomic64_read(&s->fault_dropped);
 
 	/* Without channels, copies run on queue 0. */
 	if (!hdev->num_channels) {
@@ -155,6 +156,7 @@ static const struct {
 	HMMGPU_COUNTER(peer_to_device_pages),
 	HMMGPU_COUNTER(peer_to_device_bytes),
 	HMMGPU_COUNTER(tlb_invalidates),
+	HMMGPU_COUNTER(fault_dropped),
 };
 
 static int hmmgpu_counters_show(struct seq_file *m, void *unused)

@@ -363,6 +363,8 @@ struct hmmgpu_queue {
  *	processor
  * @peer_to_device_pages: pages moved into the VRAM from a peer's VRAM
  * @tlb_invalidates: %HMMGPU_CMD_TLB_INVALIDATE commands submitted
+ * @fault_dropped: faults the hardware could not report, its fault buffer
+ *	full (counted by the backend; they come back after a replay)
  *
  * Updated lock-free where the events happen and read by
  * hmmgpu_device_counters(); a migration counts on the device that owns the
@@ -388,6 +390,7 @@ struct hmmgpu_stats {
 	atomic64_t thrashing_events;
 	atomic64_t peer_to_device_pages;
 	atomic64_t tlb_invalidates;
+	atomic64_t fault_dropped;
 };
 
 /**
@@ -706,6 +709,10 @@ extern unsigned int hmmgpu_prefetch_threshold;
 extern unsigned int hmmgpu_thrash_threshold;
 extern unsigned int hmmgpu_thrash_lapse_ms;
 extern unsigned int hmmgpu_thrash_pin_ms;
+extern unsigned int hmmgpu_emu_fault_entries;
+
+/* The largest emu_fault_entries (emu/SPEC.md 3.5). */
+#define HMMGPU_EMU_FAULT_ENTRIES_MAX	65536
 
 /* hmmgpu_device.c */
 int hmmgpu_core_init(void);

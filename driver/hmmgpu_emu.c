@@ -46,7 +46,8 @@
  * OP_FAULT_REPLAY and OP_FAULT_CANCEL descriptors; a launch's result (ARG5)
  * and the errno of a failed descriptor are read from its ring slot. The
  * page tables are in hmmgpu_emu_mmu.c. Faults arrive in the fault buffer, a
- * DMA-coherent ring of %HMMGPU_EMU_FAULT_ENTRIES entries that the device
+ * DMA-coherent ring of emu_fault_entries entries (a module parameter,
+ * 1024 by default; a small one makes overflows easy to test) that the device
  * fills from FAULT_PUT; FAULT_VECTOR's interrupt wakes the core's fault
  * worker, which consumes them with hmmgpu_emu_fault_fetch(). The buffer is
  * freed only once a reset has taken it from the device (when the device
@@ -77,7 +78,6 @@
 
 #define HMMGPU_EMU_MAX_RING_ENTRIES	SZ_64K
 #define HMMGPU_EMU_MIN_DMA_BITS		32
-#define HMMGPU_EMU_FAULT_ENTRIES	1024	/* 32 KiB of fault buffer */
 #define HMMGPU_EMU_MAX_CONTEXTS		4096	/* contexts used at most */
 #define HMMGPU_EMU_VA_LIMIT		BIT_ULL(HMMGPU_HW_VA_BITS)
 
@@ -142,7 +142,8 @@ struct hmmgpu_emu_queue {
 
 /**
  * struct hmmgpu_emu_fault_buf - the replayable-fault buffer (SPEC 3.5)
- * @ring: %HMMGPU_EMU_FAULT_ENTRIES entries, DMA-coherent; NULL when the
+ * @entries: entries of @ring, a power of two
+ * @ring: @entries entries, DMA-coherent; NULL when the
  *	device does not compute
  * @dma: the guest physical address of @ring
  * @get: the entries consumed, free-running: what FAULT_GET was last set to
@@ -151,6 +152,7 @@ struct hmmgpu_emu_queue {
  *	write into it
  */
 struct hmmgpu_emu_fault_buf {
+	u32 entries;
 	struct hmmgpu_hw_fault *ring;
 	dma_addr_t dma;
 	u32 get;
@@ -669,6 +671,8 @@ static bool hmmgpu_emu_fault_lost(struct hmmgpu_emu *emu)
 	u32 status = readl(emu->shm + HMMGPU_REG_FAULT_STATUS);
 	bool lost = dropped != emu->fault.dropped;
 
+	atomic64_add(dropped - emu->fault.dropped,
+		     &emu->hdev->stats.fault_dropped);
 	emu->fault.dropped = dropped;
 	return lost || status & (HMMGPU_FAULT_STATUS_OVERFLOW |
 				 HMMGPU_FAULT_STATUS_BAD_CONFIG);
@@ -684,7 +688,7 @@ static u32 hmmgpu_emu_fault_avail(struct hmmgpu_emu *emu)
 	u32 avail = put - emu->fault.get;
 
 	dma_rmb();	/* FAULT_PUT before the entries it publishes */
-	if (avail > HMMGPU_EMU_FAULT_ENTRIES) {
+	if (avail > emu->fault.entries) {
 		dev_err_ratelimited(&emu->pdev->dev,
 				    "invalid FAULT_PUT %u with FAULT_GET %u, ignored\n",
 				    put, emu->fault.get);
@@ -722,7 +726,7 @@ static unsigned int hmmgpu_emu_fault_fetch(struct hmmgpu_device *hdev,
 		return 0;
 	for (avail = hmmgpu_emu_fault_avail(emu); avail && n < max; avail--) {
 		if (hmmgpu_emu_fault_decode(emu,
-					    &fb->ring[get++ % HMMGPU_EMU_FAULT_ENTRIES],
+					    &fb->ring[get++ & (fb->entries - 1)],
 					    &faults[n]))
 			n++;
 		else
@@ -1242,8 +1246,7 @@ static void hmmgpu_emu_fault_release(void *data)
 		pci_err(emu->pdev, "fault buffer abandoned to a device that did not stop, its memory is leaked\n");
 		return;
 	}
-	dma_free_coherent(&emu->pdev->dev,
-			  HMMGPU_EMU_FAULT_ENTRIES * sizeof(*fb->ring),
+	dma_free_coherent(&emu->pdev->dev, fb->entries * sizeof(*fb->ring),
 			  fb->ring, fb->dma);
 	fb->ring = NULL;
 }
@@ -1264,12 +1267,12 @@ static int hmmgpu_emu_fault_init(struct hmmgpu_emu *emu)
 	struct hmmgpu_emu_fault_buf *fb = &emu->fault;
 	struct device *dev = &emu->pdev->dev;
 
-	BUILD_BUG_ON_NOT_POWER_OF_2(HMMGPU_EMU_FAULT_ENTRIES);
-	BUILD_BUG_ON(HMMGPU_EMU_FAULT_ENTRIES > HMMGPU_FAULT_BUF_MAX_ENTRIES);
+	BUILD_BUG_ON(HMMGPU_EMU_FAULT_ENTRIES_MAX > HMMGPU_FAULT_BUF_MAX_ENTRIES);
 	if (!(emu->hdev->caps & HMMGPU_CAP_COMPUTE))
 		return 0;	/* only launches fault */
-	fb->ring = dma_alloc_coherent(dev,
-				      HMMGPU_EMU_FAULT_ENTRIES * sizeof(*fb->ring),
+	/* A power of two up to the maximum, checked at module load. */
+	fb->entries = hmmgpu_emu_fault_entries;
+	fb->ring = dma_alloc_coherent(dev, fb->entries * sizeof(*fb->ring),
 				      &fb->dma, GFP_KERNEL);
 	if (!fb->ring)
 		return -ENOMEM;
@@ -1296,7 +1299,7 @@ static void hmmgpu_emu_fault_enable(struct hmmgpu_emu *emu)
 	writeq(fb->dma, shm + HMMGPU_REG_FAULT_BUF_ADDR);
 	writel(fb->get, shm + HMMGPU_REG_FAULT_GET);
 	wmb();	/* the address before the size that enables it (SPEC 3.5) */
-	writel(HMMGPU_EMU_FAULT_ENTRIES, shm + HMMGPU_REG_FAULT_BUF_ENTRIES);
+	writel(fb->entries, shm + HMMGPU_REG_FAULT_BUF_ENTRIES);
 	fb->enabled = true;
 }
 

@@ -3,6 +3,7 @@
  * hmmgpu: module entry points and parameters
  */
 
+#include <linux/log2.h>
 #include <linux/mmu_notifier.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
@@ -64,6 +65,11 @@ module_param_named(thrash_pin_ms, hmmgpu_thrash_pin_ms, uint, 0644);
 MODULE_PARM_DESC(thrash_pin_ms,
 		 "How long a thrashing page is mapped remotely instead of moved (default 1000)");
 
+unsigned int hmmgpu_emu_fault_entries = 1024;
+module_param_named(emu_fault_entries, hmmgpu_emu_fault_entries, uint, 0444);
+MODULE_PARM_DESC(emu_fault_entries,
+		 "Entries of an emulated GPU's replayable fault buffer, a power of two up to 65536; a full buffer drops faults, which come back after a replay (default 1024)");
+
 static bool hmmgpu_params_valid(void)
 {
 	if (hmmgpu_fence_timeout_ms < 1 ||
@@ -84,6 +90,12 @@ static bool hmmgpu_params_valid(void)
 	}
 	if (hmmgpu_sysram_channels >= HMMGPU_MAX_QUEUES) {
 		pr_err("sysram_channels must be 0..%u\n", HMMGPU_MAX_QUEUES - 1);
+		return false;
+	}
+	if (!is_power_of_2(hmmgpu_emu_fault_entries) ||
+	    hmmgpu_emu_fault_entries > HMMGPU_EMU_FAULT_ENTRIES_MAX) {
+		pr_err("emu_fault_entries must be a power of two up to %u\n",
+		       HMMGPU_EMU_FAULT_ENTRIES_MAX);
 		return false;
 	}
 	return true;

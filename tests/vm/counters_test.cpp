@@ -276,6 +276,7 @@ TEST_P(Counters, DebugfsMatchesIoctl) {
   EXPECT_EQ(v.at("peer_to_device_pages"), c.peer_to_device_pages);
   EXPECT_EQ(v.at("peer_to_device_bytes"), c.peer_to_device_bytes);
   EXPECT_EQ(v.at("tlb_invalidates"), c.tlb_invalidates);
+  EXPECT_EQ(v.at("fault_dropped"), c.fault_dropped);
   EXPECT_EQ(v.at("num_channels"), c.num_channels);
   for (uint32_t i = 0; i < c.num_channels; i++)
     EXPECT_EQ(v.at("channel" + std::to_string(i) + "_busy_ns"), c.channel_busy_ns[i]);

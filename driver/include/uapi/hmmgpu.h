@@ -266,6 +266,9 @@ struct hmmgpu_migrate {
  * @peer_to_device_bytes: out, bytes of @peer_to_device_pages (1.4)
  * @tlb_invalidates: out, TLB invalidations the driver ordered (1.4)
  * @evicted_bytes: out, bytes of @evicted_pages (1.4)
+ * @fault_dropped: out, device faults the hardware could not report because
+ *	its fault buffer was full; the stalled work reports them again after
+ *	the next replay (1.4)
  *
  * Reads the counters of the device. They start at zero when the device is
  * registered, only grow and are read without stopping the device: the
@@ -312,6 +315,7 @@ struct hmmgpu_counters {
 	__u64 peer_to_device_bytes;
 	__u64 tlb_invalidates;
 	__u64 evicted_bytes;
+	__u64 fault_dropped;
 };
 
 /* Size of struct hmmgpu_counters in versions 1.2 and 1.3. */
