@@ -7,6 +7,8 @@
 #   make test     build the debug test kernel (cached), everything else, and
 #                 run every test (host and VM); non-zero on any failure
 #   make demo     build the fast kernel and run a sample in the VM
+#   make soak     the stress scenarios of vm.stress, SOAK_SECONDS (600)
+#                 each, under the debug kernel
 #   make deps     install the Debian packages the project needs
 #   make kernel   build (or find in the cache) the FLAVOR test kernel
 #   make module   build hmmgpu.ko against the FLAVOR test kernel
@@ -21,7 +23,7 @@ KERNEL_DIR = $(shell vm/build-kernel --flavor $(FLAVOR) --quiet | tail -n 1)
 HOST_KDIR ?= /lib/modules/$(shell uname -r)/build
 MODULE_DIR = $(BUILD)/module-$(FLAVOR)
 
-.PHONY: all deps kernel build configure module module-host test demo clean
+.PHONY: all deps kernel build configure module module-host test demo soak clean
 
 all: build module-host
 
@@ -65,6 +67,16 @@ test: deps kernel build module
 demo: FLAVOR = fast
 demo: deps kernel build module
 	vm/run --flavor fast --hmmgpu-params sysram_devices=1 -- $(BUILD)/samples/hmmgpu-devices
+
+# The same VM and parameters as vm.stress (tests/CMakeLists.txt), longer.
+SOAK_SECONDS ?= 600
+soak: FLAVOR = debug
+soak: deps kernel build module
+	vm/run --flavor debug --build-dir $(abspath $(BUILD)) --vram 16M \
+		--timeout $$(( 8 * $(SOAK_SECONDS) + 600 )) \
+		--hmmgpu-params "sysram_devices=1 sysram_vram_mb=16 emu_fault_entries=8" \
+		-- env HMMGPU_STRESS_SECONDS=$(SOAK_SECONDS) \
+		$(abspath $(BUILD))/tests/hmmgpu-stress-tests
 
 clean:
 	rm -rf $(BUILD)
