@@ -6,7 +6,7 @@
 #                 the running kernel's headers are installed
 #   make test     build the debug test kernel (cached), everything else, and
 #                 run every test (host and VM); non-zero on any failure
-#   make demo     build the fast kernel and run a sample in the VM
+#   make demo     build the fast kernel and run the vector_add sample in the VM
 #   make soak     the stress scenarios of vm.stress, SOAK_SECONDS (600)
 #                 each, under the debug kernel
 #   make deps     install the Debian packages the project needs
@@ -64,9 +64,11 @@ module-host:
 test: deps kernel build module
 	cd $(BUILD) && ctest --output-on-failure --timeout 1800
 
+# vector_add on an emulated GPU in the VM (fast kernel): it verifies the sum
+# and prints the counters that moved (migrations, faults, copy-engine time).
 demo: FLAVOR = fast
 demo: deps kernel build module
-	vm/run --flavor fast --hmmgpu-params sysram_devices=1 -- $(BUILD)/samples/hmmgpu-devices
+	vm/run --flavor fast --build-dir $(abspath $(BUILD)) -- $(BUILD)/samples/vector_add
 
 # The same VM and parameters as vm.stress (tests/CMakeLists.txt), longer.
 SOAK_SECONDS ?= 600

@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
+// (clang-format must not reflow the Markdown table below: one row per line.)
+// clang-format off
 /// @file uvm/uvm.hpp
 /// @brief The uvm library: Unified Memory for hmmgpu devices. Includes every header.
 ///
@@ -18,9 +20,9 @@
 /// | uvm/memory.hpp | uvm::managed_allocator, uvm::managed_vector, uvm::make_managed |
 /// | uvm/hints.hpp | uvm::prefetch, uvm::advise, uvm::residency, uvm::range_attributes |
 /// | uvm/stream.hpp | uvm::stream, uvm::event |
-/// | uvm/kernels.hpp | the device's kernels: fill, copy_bytes, axpy, scale, increment, sum,
-/// checksum | | uvm/error.hpp | uvm::errc, uvm::error_category(), uvm::error | | uvm/version.hpp |
-/// UVM_VERSION_*, uvm::version() |
+/// | uvm/kernels.hpp | the device's kernels: fill, copy_bytes, axpy, scale, increment, sum, checksum |
+/// | uvm/error.hpp | uvm::errc, uvm::error_category(), uvm::error |
+/// | uvm/version.hpp | UVM_VERSION_*, uvm::version() |
 ///
 /// @code
 /// #include <uvm/uvm.hpp>
@@ -51,6 +53,7 @@
 /// **Processes.** Devices, streams and the resources that use them belong
 /// to the process that opened them; a child after fork() must open its
 /// own (calls fail with uvm::errc::wrong_process).
+// clang-format on
 #pragma once
 
 #include "uvm/device.hpp"
