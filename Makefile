@@ -7,6 +7,8 @@
 #   make test     build the debug test kernel (cached), everything else, and
 #                 run every test (host and VM); non-zero on any failure
 #   make demo     build the fast kernel and run a sample in the VM
+#   make bench    build the fast kernel and measure (about 20 minutes; QUICK=1: a
+#                 subset): table, JSON and chart in $(BUILD)/bench-results
 #   make deps     install the Debian packages the project needs
 #   make kernel   build (or find in the cache) the FLAVOR test kernel
 #   make module   build hmmgpu.ko against the FLAVOR test kernel
@@ -21,12 +23,15 @@ KERNEL_DIR = $(shell vm/build-kernel --flavor $(FLAVOR) --quiet | tail -n 1)
 HOST_KDIR ?= /lib/modules/$(shell uname -r)/build
 MODULE_DIR = $(BUILD)/module-$(FLAVOR)
 
-.PHONY: all deps kernel build configure module module-host test demo clean
+.PHONY: all deps bench-deps kernel build configure module module-host test demo bench clean
 
 all: build module-host
 
 deps:
 	@scripts/install-deps
+
+bench-deps:
+	@scripts/install-deps bench
 
 kernel: deps
 	@vm/build-kernel --flavor $(FLAVOR) >/dev/null
@@ -65,6 +70,11 @@ test: deps kernel build module
 demo: FLAVOR = fast
 demo: deps kernel build module
 	vm/run --flavor fast --hmmgpu-params sysram_devices=1 -- $(BUILD)/samples/hmmgpu-devices
+
+bench: FLAVOR = fast
+bench: bench-deps kernel build module
+	bench/run --flavor fast --build-dir $(abspath $(BUILD)) \
+		--out-dir $(abspath $(BUILD))/bench-results $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(BUILD)
