@@ -175,32 +175,31 @@ class CopyRun {
   uint64_t seed_ = 0;
 };
 
+void register_all() {
+  for (const bool to_vram : {true, false}) {
+    for (const uint64_t block : {uint64_t{4096}, 2 * kMiB}) {
+      for (const uint32_t channels : {1U, 2U, 4U}) {
+        const std::string name = std::string("copy_engine/host/") +
+                                 (to_vram ? "to_vram/" : "to_sysmem/") +
+                                 (block == 4096 ? "4K/" : "2M/") + std::to_string(channels) + "ch";
+        register_measurement(name, kRunBytes, CopyRun(to_vram, block, channels));
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace hmmgpu::bench
 
 int main(int argc, char** argv) {
   using namespace hmmgpu::bench;
-  try {
-    initialize(&argc, argv, 5, /*one_run=*/false);
-    if (argc > 1) {
-      std::fprintf(stderr, "usage: %s [--reps=N] [Google Benchmark flags]\n", argv[0]);
-      return 2;
-    }
-    for (const bool to_vram : {true, false}) {
-      for (const uint64_t block : {uint64_t{4096}, 2 * kMiB}) {
-        for (const uint32_t channels : {1U, 2U, 4U}) {
-          const std::string name =
-              std::string("copy_engine/host/") + (to_vram ? "to_vram/" : "to_sysmem/") +
-              (block == 4096 ? "4K/" : "2M/") + std::to_string(channels) + "ch";
-          register_measurement(name, kRunBytes, CopyRun(to_vram, block, channels));
-        }
-      }
-    }
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-  } catch (const std::exception& err) {
-    std::fprintf(stderr, "hmmgpu-bench-copy-engine: %s\n", err.what());
-    return 2;
-  }
-  return failed() ? 1 : 0;
+  return run_benchmarks("hmmgpu-bench-copy-engine", argc, argv, 5, /*one_run=*/false,
+                        [](int n, char** /*args*/) {
+                          if (n > 1) {
+                            throw std::invalid_argument(
+                                "usage: hmmgpu-bench-copy-engine [--reps=N] [Google Benchmark "
+                                "flags]");
+                          }
+                          register_all();
+                        });
 }

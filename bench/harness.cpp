@@ -118,4 +118,18 @@ void initialize(int* argc, char** argv, int repetitions, bool one_run) {
   *argc = count;
 }
 
+int run_benchmarks(const char* program, int argc, char** argv, int repetitions, bool one_run,
+                   const std::function<void(int argc, char** argv)>& setup) {
+  try {
+    initialize(&argc, argv, repetitions, one_run);
+    setup(argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "%s: %s\n", program, err.what());
+    return 2;
+  }
+  return failed() ? 1 : 0;
+}
+
 }  // namespace hmmgpu::bench

@@ -49,6 +49,12 @@ benchmark::internal::Benchmark* register_measurement(const std::string& name, ui
 // Leaves the arguments it did not take in argv; throws std::invalid_argument on a bad --reps.
 void initialize(int* argc, char** argv, int repetitions, bool one_run);
 
+// The main() of a benchmark program: initialize(), then `setup` with the arguments left (it
+// registers the measurements; it throws std::exception on a bad argument or a missing device),
+// then runs them. Returns the exit status: 0, 1 when a run failed, 2 on an error before.
+int run_benchmarks(const char* program, int argc, char** argv, int repetitions, bool one_run,
+                   const std::function<void(int argc, char** argv)>& setup);
+
 // True once any run has failed: the program must exit non-zero.
 [[nodiscard]] bool failed();
 void record_failure(const std::string& what);
