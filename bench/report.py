@@ -157,9 +157,18 @@ class Report:
         self.ours = "emu" if "hmmgpu_emu" in main else "sysram"
         self.targets = {}
         self.chart = {}
+        self.compute_size = None
+        self.verdicts = []
 
     def m(self, phase, name):
         return self.parsed.get(phase, {}).get(name)
+
+    def size_of(self, prefix):
+        """The size of the first main-phase measurement named prefix + size, or None."""
+        for name in self.parsed.get("main", {}):
+            if name.startswith(prefix):
+                return name.split("/")[-1]
+        return None
 
     def sizes(self):
         names = self.parsed.get("main", {})
@@ -214,12 +223,12 @@ class Report:
         ours = self.ours
         rows = []
         chart = []
+        fa = self.phases.get("main", {}).get("result", {}).get("context", {}).get(
+            "hmmgpu_fault_around_pages", "default")
         for order in ("seq", "random"):
-            names = [n for n in self.parsed.get("main", {})
-                     if n.startswith(f"fault_back/{ours}/{order}/")]
-            if not names:
+            size = self.size_of(f"fault_back/{ours}/{order}/")
+            if size is None:
                 continue
-            size = names[0].split("/")[-1]
 
             def get(subject, o=order, sz=size):
                 return self.m("main", f"fault_back/{subject}/{o}/{sz}")
@@ -238,8 +247,6 @@ class Report:
                          t.rate("fault_back") if t else None)
             vs_t_off = ratio(off.rate("fault_back") if off else None,
                              t.rate("fault_back") if t else None)
-            fa = self.phases["main"]["result"].get("context", {}).get(
-                "hmmgpu_fault_around_pages", "default")
             rows.append([f"{'sequential' if order == 'seq' else 'random'}, "
                          f"{size.replace('M', ' MiB')}", cell(o), cell(off), cell(t),
                          fmt_ratio(vs_t), fmt_ratio(vs_t_off), cell(f), cell(s)])
@@ -248,20 +255,22 @@ class Report:
                                    for x in (o, off, t, f, s)),
                           *(x.value("us_per_fault") if x else None for x in (o, off, t, f, s))))
         self.chart["faults"] = chart
+        if not rows:
+            return ""
         header = ["CPU faults back, MiB/s", f"ours (fault-around {fa})",
                   "ours (fault-around off)", "test_hmm", "ours / test_hmm",
-                  "ours off / test_hmm", "floor", "sysram"] if rows else []
-        return md_table(header, rows) if rows else ""
+                  "ours off / test_hmm", "floor", "sysram"]
+        return md_table(header, rows)
 
     def compute(self):
         rows = []
         chart = []
+        self.compute_size = None
         for kernel in ("stream", "reduction"):
-            names = [n for n in self.parsed.get("main", {})
-                     if n.startswith(f"first_touch/{kernel}/")]
-            if not names:
+            size = self.size_of(f"first_touch/{kernel}/")
+            if size is None:
                 continue
-            size = names[0].split("/")[-1]
+            self.compute_size = size.replace("M", " MiB")
             ft = self.m("main", f"first_touch/{kernel}/{size}")
             pr = self.m("main", f"prefetch_run/{kernel}/{size}")
             total = None
@@ -398,85 +407,93 @@ class Report:
 # ---- chart ----
 
 def _val(x):
+    if isinstance(x, str):
+        return f'"{x}"'
     return "NaN" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.6g}"
+
+
+class Chart:
+    """A gnuplot script of panels in a grid; a panel without data says so."""
+
+    def __init__(self, png, title, rows, cols):
+        self.lines = [
+            "set terminal pngcairo size 1800,1100 font ',11' noenhanced",
+            f"set output '{png}'",
+            "set datafile missing 'NaN'",
+            "set grid ytics",
+            f"set multiplot layout {rows},{cols} title \"{title}\" font ',14'",
+        ]
+        self.blocks = 0
+
+    def panel(self, title, rows, setup, plots):
+        """rows: data rows (x first); setup: gnuplot commands; plots: (column, title, style)."""
+        self.lines += ["unset label", "set autoscale",
+                       "set xtics autofreq", "set ytics autofreq", "unset logscale",
+                       "set key top left font ',9'", "unset xlabel", "set yrange [0:*]",
+                       "set style data linespoints", f"set title '{title}'"]
+        has_data = any(not isinstance(v, str) and v is not None for r in rows for v in r[1:])
+        if not has_data:
+            self.lines += ["unset key", "set xrange [0:1]", "set yrange [0:1]", "unset xtics",
+                           "unset ytics", "set label 'not measured in this run' at 0.5,0.5 "
+                           "center", "plot 2 notitle"]
+            return
+        self.blocks += 1
+        name = f"$d{self.blocks}"
+        self.lines.append(f"{name} << EOD")
+        self.lines += [" ".join(_val(v) for v in r) for r in rows]
+        self.lines.append("EOD")
+        self.lines += setup
+        self.lines.append("plot " + ", ".join(
+            f"{name} u {col} t '{t}' {style}".strip() for col, t, style in plots))
+
+    def script(self):
+        return "\n".join(self.lines + ["unset multiplot"]) + "\n"
+
+
+BARS = ["set style data histograms", "set style histogram clustered gap 1",
+        "set style fill solid 0.8 border -1", "set boxwidth 0.9", "set xtics nomirror"]
 
 
 def gnuplot_script(report, png):
     """A gnuplot script drawing six panels into png."""
     c = report.chart
+    meta = report.meta
     ours = report.ours
-    lines = [
-        "set terminal pngcairo size 1800,1100 font ',11' noenhanced",
-        f"set output '{png}'",
-        "set datafile missing 'NaN'",
-        "set style data linespoints",
-        "set grid ytics",
-        "set key top left font ',9'",
-        f"set multiplot layout 2,3 title \"hmmgpu bench: {report.meta['where']} "
-        f"({report.meta['profile']}, median of {report.meta['repetitions']})\" font ',14'",
-    ]
-
-    def block(name, rows):
-        lines.append(f"${name} << EOD")
-        lines.extend(" ".join(_val(v) if not isinstance(v, str) else f'"{v}"' for v in row)
-                     for row in rows)
-        lines.append("EOD")
-
+    chart = Chart(png, f"hmmgpu bench: {meta['where']} ({meta['profile']}, median of "
+                       f"{meta['repetitions']})", 2, 3)
     mig = c.get("migration", [])
-    for phase in ("to_device", "to_system"):
-        block(phase, [r[1:] for r in mig if r[0] == phase])
-    lines += [
-        "set title 'prefetch (MIGRATE ioctl), MiB/s'",
-        "set logscale x 2", "set xlabel 'buffer MiB'", "set xtics (4,16,64,256)",
-        "set yrange [0:*]",
-        f"plot $to_device u 1:2 t 'ours ({ours}) to device' lw 2 lc 1 pt 7, "
-        f"$to_system u 1:2 t 'ours ({ours}) to system' lw 2 lc 1 dt 2 pt 5, "
-        "$to_device u 1:3 t 'test_hmm to device' lc 2 pt 7, "
-        "$to_system u 1:3 t 'test_hmm to system' lc 2 dt 2 pt 5, "
-        "$to_device u 1:4 t 'floor to device' lc 3 pt 7, "
-        "$to_system u 1:4 t 'floor to system' lc 3 dt 2 pt 5, "
-        "$to_device u 1:5 t 'sysram to device' lc 4 pt 7, "
-        "$to_system u 1:5 t 'sysram to system' lc 4 dt 2 pt 5",
-        "unset logscale x", "set xtics autofreq", "unset xlabel",
-    ]
+    rows = [(size, *to_dev[2:], *to_sys[2:]) for to_dev in mig if to_dev[0] == "to_device"
+            for to_sys in mig if to_sys[0] == "to_system" and to_sys[1] == to_dev[1]
+            for size in [to_dev[1]]]
+    subjects = [(f"ours ({ours})", 1), ("test_hmm", 2), ("floor", 3), ("sysram", 4)]
+    plots = []
+    for i, (name, color) in enumerate(subjects):
+        plots.append((f"1:{2 + i}", f"{name} to device", f"lw 2 lc {color} pt 7"))
+        plots.append((f"1:{6 + i}", f"{name} to system", f"lw 2 lc {color} dt 2 pt 5"))
+    chart.panel("prefetch (MIGRATE ioctl), MiB/s", rows,
+                ["set logscale x 2", "set xlabel 'buffer MiB'"], plots)
     faults = c.get("faults", [])
-    block("faults", [(r[0], *r[1:6]) for r in faults])
-    block("usfault", [(r[0], *r[6:11]) for r in faults])
-    bars = ["set style data histograms", "set style histogram clustered gap 1",
-            "set style fill solid 0.8 border -1", "set boxwidth 0.9", "set xtics nomirror"]
-    lines += bars + [
-        "set title 'CPU faults back, MiB/s'",
-        "plot $faults u 2:xtic(1) t 'ours, fault-around', '' u 3 t 'ours, fault-around off', "
-        "'' u 4 t 'test_hmm', '' u 5 t 'floor', '' u 6 t 'sysram'",
-        "set title 'CPU faults back, microseconds per fault'",
-        "plot $usfault u 2:xtic(1) t 'ours, fault-around', '' u 3 t 'ours, fault-around off', "
-        "'' u 4 t 'test_hmm', '' u 5 t 'floor', '' u 6 t 'sysram'",
-    ]
-    block("compute", c.get("compute", []))
-    lines += [
-        "set title 'compute (64 MiB), MiB/s'",
-        "plot $compute u 2:xtic(1) t 'first touch', '' u 3 t 'prefetch then run', "
-        "'' u 4 t 'kernel on resident data'",
-        "set style data linespoints",
-    ]
-    block("oversub", c.get("oversub", []))
-    lines += [
-        "set title 'streaming under oversubscription, MiB/s'",
-        "set xlabel 'working set / VRAM'", "set logscale x 2", "set xtics (0.5,1,2,4)",
-        "plot $oversub u 1:2 t 'INCREMENT_U32 over CPU-filled memory' lw 2 pt 7",
-        "unset logscale x", "set xtics autofreq",
-    ]
+    names = [("ours, fault-around", 1), ("ours, fault-around off", 5), ("test_hmm", 2),
+             ("floor", 3), ("sysram", 4)]
+    chart.panel("CPU faults back, MiB/s", [(r[0], *r[1:6]) for r in faults], BARS,
+                [(f"{2 + i}:xtic(1)" if i == 0 else f"{2 + i}", n, f"lc {col}")
+                 for i, (n, col) in enumerate(names)])
+    chart.panel("CPU faults back, microseconds per fault", [(r[0], *r[6:11]) for r in faults],
+                BARS + ["set logscale y", "set yrange [*:*]"],
+                [(f"{2 + i}:xtic(1)" if i == 0 else f"{2 + i}", n, f"lc {col}")
+                 for i, (n, col) in enumerate(names)])
+    chart.panel(f"compute ({report.compute_size or '?'}), MiB/s", c.get("compute", []), BARS,
+                [("2:xtic(1)", "first touch (device faults)", "lc 1"),
+                 ("3", "prefetch then run", "lc 2"), ("4", "kernel on resident data", "lc 3")])
+    chart.panel("streaming under oversubscription, MiB/s", c.get("oversub", []),
+                ["set logscale x 2", "set xlabel 'working set / VRAM'"],
+                [("1:2", "INCREMENT_U32 over CPU-filled memory", "lw 2 pt 7")])
     chans = c.get("channels", {})
-    block("channels", [(ch, *(rates[i] for rates in chans.values()))
-                       for i, ch in enumerate((1, 2, 4))])
-    plots = [f"$channels u 1:{i + 2} t '{k}' lw 2 pt 7" for i, k in enumerate(chans)]
-    lines += [
-        "set title 'copy engine: channels, MiB/s'", "set xlabel 'channels'",
-        "set xtics (1,2,4)", "set logscale y",
-        ("plot " + ", ".join(plots)) if plots else "plot NaN notitle",
-        "unset multiplot",
-    ]
-    return "\n".join(lines) + "\n"
+    chart.panel("copy engine by channels, MiB/s",
+                [(ch, *(rates[i] for rates in chans.values())) for i, ch in enumerate((1, 2, 4))],
+                ["set xlabel 'channels'", "set xtics (1,2,4)", "set key bottom right"],
+                [(f"1:{2 + i}", k, "lw 2 pt 7") for i, k in enumerate(chans)])
+    return chart.script()
 
 
 def draw_chart(report, out_dir):
