@@ -244,6 +244,16 @@ hmmgpu_counters Device::counters() const {
   return c;
 }
 
+double Device::nop(uint32_t queue) const {
+  hmmgpu_nop n{};
+  n.count = 1;
+  n.queue = queue;
+  if (xioctl(fd_, HMMGPU_IOCTL_NOP, &n) != 0) {
+    fail_errno("HMMGPU_IOCTL_NOP on queue " + std::to_string(queue));
+  }
+  return static_cast<double>(n.elapsed_ns) * 1e-9;
+}
+
 uint64_t Device::launch(uint32_t kernel, const Buffer& buffer, uint64_t count,
                         uint64_t scalar) const {
   hmmgpu_launch l{};

@@ -83,6 +83,9 @@ class Device {
   // (`on_device`) or in system memory.
   void check_residency(const Buffer& buffer, bool on_device, const char* what) const;
   [[nodiscard]] hmmgpu_counters counters() const;
+  // HMMGPU_IOCTL_NOP of one NOP on `queue`, waited for: the driver's time from the doorbell to
+  // the completion interrupt, in seconds.
+  [[nodiscard]] double nop(uint32_t queue) const;
   // HMMGPU_IOCTL_LAUNCH with HMMGPU_LAUNCH_WAIT on stream 0; returns the kernel's result.
   [[nodiscard]] uint64_t launch(uint32_t kernel, const Buffer& buffer, uint64_t count,
                                 uint64_t scalar) const;

@@ -20,6 +20,8 @@
 //   fault_back/S/seq|random/<MiB>M  fill, migrate, then one read per page in address or random
 //                                order (fault_back_s), the CPU faults counted (faults,
 //                                us_per_fault), check the data.
+//   round_trip/S/nop             64 NOPs one after the other (us_per_nop): the device's round trip
+//                                that every copy, a CPU fault's too, waits for.
 //   first_touch/K/<MiB>M         CPU fill, then kernel K on memory the device has never seen: its
 //                                faults migrate it (kernel_s); K is stream (INCREMENT_U32) or
 //                                reduction (SUM_U64).
@@ -239,6 +241,7 @@ class Suite {
   void register_prefetch_test_hmm(uint64_t bytes);
   void register_fault_back(const std::string& subject, const Device* device, bool random,
                            uint64_t bytes, const std::string& variant);
+  void register_round_trip(const std::string& subject, const Device& device);
   void register_compute(const std::string& kernel, uint64_t bytes, bool prefetch);
   void register_oversub(double factor);
   [[nodiscard]] std::function<void()> floor_switch(bool on) const {
@@ -350,6 +353,24 @@ void Suite::register_fault_back(const std::string& subject, const Device* device
   });
 }
 
+// The device's round trip, what every copy a CPU fault waits for costs at least: 64 NOPs on the
+// first copy channel, one at a time, each waited for (the ioctl's time and the driver's own, from
+// its doorbell to the completion interrupt).
+void Suite::register_round_trip(const std::string& subject, const Device& device) {
+  constexpr int kNops = 64;
+  register_measurement("round_trip/" + subject + "/nop", 0, [&device](Sample& s) {
+    const uint32_t queue = device.info().num_channels > 0 ? 1 : 0;
+    double driver = 0;
+    s.phase("nop", [&] {
+      for (int i = 0; i < kNops; ++i) {
+        driver += device.nop(queue);
+      }
+    });
+    s.set("us_per_nop", s.seconds() * 1e6 / kNops);
+    s.set("driver_us_per_nop", driver * 1e6 / kNops);
+  });
+}
+
 // stream: INCREMENT_U32 (every word read and written once); reduction: SUM_U64 (every word read
 // once, one result).
 void Suite::register_compute(const std::string& kernel, uint64_t bytes, bool prefetch) {
@@ -454,6 +475,9 @@ void Suite::register_prefetch_group(const std::vector<uint64_t>& sizes) {
 }
 
 void Suite::register_fault_group(uint64_t bytes) {
+  for (const auto& [subject, device] : hmmgpu_subjects()) {
+    register_round_trip(subject, *device);
+  }
   for (const bool random : {false, true}) {
     for (const auto& [subject, device] : hmmgpu_subjects()) {
       if (!fits(*device, bytes)) {

@@ -40,7 +40,7 @@ TARGETS = [
 
 
 COUNTERS = ("bytes", "faults", "driver_faults", "us_per_fault", "verified", "evicted_pages",
-            "device_faults", "to_device_pages")
+            "device_faults", "to_device_pages", "us_per_nop", "driver_us_per_nop")
 
 
 class Measurement:
@@ -260,7 +260,16 @@ class Report:
         header = ["CPU faults back, MiB/s", f"ours (fault-around {fa})",
                   "ours (fault-around off)", "test_hmm", "ours / test_hmm",
                   "ours off / test_hmm", "floor", "sysram"]
-        return md_table(header, rows)
+        trips = []
+        for subject in (ours, "sysram") if ours == "emu" else (ours,):
+            nop = self.m("main", f"round_trip/{subject}/nop")
+            if nop and nop.value("us_per_nop"):
+                trips.append(f"{subject} {nop.value('us_per_nop'):.0f} µs (best "
+                             f"{nop.value('us_per_nop', 'min'):.0f}; from doorbell to "
+                             f"interrupt {nop.value('driver_us_per_nop'):.0f} µs)")
+        note = ("\n\nDevice round trip, one NOP waited for (every copy a fault makes waits "
+                "at least this long): " + "; ".join(trips) + ".") if trips else ""
+        return md_table(header, rows) + note
 
     def compute(self):
         rows = []
