@@ -7,8 +7,9 @@
 #   make test     build the debug test kernel (cached), everything else, and
 #                 run every test (host and VM); non-zero on any failure
 #   make demo     build the fast kernel and run a sample in the VM
-#   make bench    build the fast kernel and measure (about 20 minutes; QUICK=1: a
-#                 subset): table, JSON and chart in $(BUILD)/bench-results
+#   make bench    build the fast kernel and measure (about 15 minutes; QUICK=1: a
+#                 subset; BENCH_ARGS: more bench/run options): table, JSON and
+#                 chart in $(BUILD)/bench-results
 #   make deps     install the Debian packages the project needs
 #   make kernel   build (or find in the cache) the FLAVOR test kernel
 #   make module   build hmmgpu.ko against the FLAVOR test kernel
@@ -74,7 +75,7 @@ demo: deps kernel build module
 bench: FLAVOR = fast
 bench: bench-deps kernel build module
 	bench/run --flavor fast --build-dir $(abspath $(BUILD)) \
-		--out-dir $(abspath $(BUILD))/bench-results $(if $(QUICK),--quick)
+		--out-dir $(abspath $(BUILD))/bench-results $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)
