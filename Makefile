@@ -9,6 +9,9 @@
 #   make demo     build the fast kernel and run the vector_add sample in the VM
 #   make soak     the stress scenarios of vm.stress, SOAK_SECONDS (600)
 #                 each, under the debug kernel
+#   make bench    build the fast kernel and measure (about 15 minutes; QUICK=1: a
+#                 subset; BENCH_ARGS: more bench/run options): table, JSON and
+#                 chart in $(BUILD)/bench-results
 #   make deps     install the Debian packages the project needs
 #   make kernel   build (or find in the cache) the FLAVOR test kernel
 #   make module   build hmmgpu.ko against the FLAVOR test kernel
@@ -23,12 +26,15 @@ KERNEL_DIR = $(shell vm/build-kernel --flavor $(FLAVOR) --quiet | tail -n 1)
 HOST_KDIR ?= /lib/modules/$(shell uname -r)/build
 MODULE_DIR = $(BUILD)/module-$(FLAVOR)
 
-.PHONY: all deps kernel build configure module module-host test demo soak clean
+.PHONY: all deps bench-deps kernel build configure module module-host test demo soak bench clean
 
 all: build module-host
 
 deps:
 	@scripts/install-deps
+
+bench-deps:
+	@scripts/install-deps bench
 
 kernel: deps
 	@vm/build-kernel --flavor $(FLAVOR) >/dev/null
@@ -79,6 +85,11 @@ soak: deps kernel build module
 		--hmmgpu-params "sysram_devices=1 sysram_vram_mb=16 emu_fault_entries=8" \
 		-- env HMMGPU_STRESS_SECONDS=$(SOAK_SECONDS) \
 		$(abspath $(BUILD))/tests/hmmgpu-stress-tests
+
+bench: FLAVOR = fast
+bench: bench-deps kernel build module
+	bench/run --flavor fast --build-dir $(abspath $(BUILD)) \
+		--out-dir $(abspath $(BUILD))/bench-results $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -150,6 +150,10 @@ CliResult parse_cli(const std::vector<std::string>& args) {
       config.verbose = true;
       continue;
     }
+    if (opt == "--copy-floor") {
+      config.copy_floor = true;
+      continue;
+    }
     // Both "--opt value" and "--opt=value".
     const size_t eq = opt.find('=');
     const std::string name = opt.substr(0, eq);
@@ -196,7 +200,10 @@ const char* usage() {
          "  --control FILE            fault injection and device loss: execute the commands\n"
          "                            appended to FILE (created when missing), acknowledge\n"
          "                            in FILE.ack: fail-copies GPU N, fail-vram GPU START END,\n"
-         "                            clear GPU, hang GPU, unhang GPU, exit (SPEC 8.1)\n"
+         "                            clear GPU, hang GPU, unhang GPU, copy-floor GPU 0|1,\n"
+         "                            exit (SPEC 8.1)\n"
+         "  --copy-floor              benchmarks only: every GPU completes its copies without\n"
+         "                            moving bytes (the copy floor, SPEC 8.2)\n"
          "  --help                    this text\n"
          "SIZE is bytes, or a number with a K, M or G suffix (binary units). Options also\n"
          "take their value as --option=VALUE.\n"

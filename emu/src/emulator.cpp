@@ -65,7 +65,8 @@ Emulator::Emulator(const Config& config)
                     .contexts = config_.contexts,
                     .vectors = config_.vectors,
                     .peer_group = peer_group,
-                    .socket_path = config_.socket_dir + "/gpu" + std::to_string(i) + ".sock"};
+                    .socket_path = config_.socket_dir + "/gpu" + std::to_string(i) + ".sock",
+                    .copy_floor = config_.copy_floor};
       gpus_.push_back(std::make_unique<Gpu>(
           std::move(gpu), ram_, [this](uint64_t rings) { count_doorbells(rings); },
           [this](uint32_t index) { return find_gpu(index); }));
@@ -183,11 +184,12 @@ void Emulator::execute_control(const std::string& line) {
     const char* name;
     size_t args;  // after GPU
   };
-  static constexpr std::array<Command, 5> kCommands{{{.name = "fail-copies", .args = 1},
+  static constexpr std::array<Command, 6> kCommands{{{.name = "fail-copies", .args = 1},
                                                      {.name = "fail-vram", .args = 2},
                                                      {.name = "clear", .args = 0},
                                                      {.name = "hang", .args = 0},
-                                                     {.name = "unhang", .args = 0}}};
+                                                     {.name = "unhang", .args = 0},
+                                                     {.name = "copy-floor", .args = 1}}};
   const Command* command = nullptr;
   for (const Command& c : kCommands) {
     if (cmd == c.name) {
@@ -226,6 +228,12 @@ void Emulator::execute_control(const std::string& line) {
     gpu.inject_fail_vram(numbers[1], numbers[2]);
   } else if (cmd == "clear") {
     gpu.clear_faults();
+  } else if (cmd == "copy-floor") {
+    if (numbers[1] > 1) {
+      bad("ON must be 0 or 1");
+      return;
+    }
+    gpu.set_copy_floor(numbers[1] == 1);
   } else {
     gpu.set_hung(cmd == "hang");
   }

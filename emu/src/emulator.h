@@ -30,6 +30,7 @@ struct Config {
   bool verbose = false;
   uint64_t crash_after_doorbells = 0;  // 0: never
   std::string control_file;            // --control; empty: none
+  bool copy_floor = false;             // --copy-floor (SPEC 8.2)
 };
 
 // Exit status of the process after the control command `exit` (SPEC 8.1).

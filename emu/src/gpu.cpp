@@ -158,6 +158,9 @@ Gpu::Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell, PeerLo
   }
   init_identification();
   reset_locked(/*clear_control=*/true);  // no thread runs yet
+  if (config_.copy_floor) {
+    set_copy_floor(true);
+  }
   listen_fd_ = listen_on(config_.socket_path);
   threads_.emplace_back([this] { server_loop(); });
   for (uint32_t q = 0; q < num_queues(); ++q) {
@@ -617,7 +620,9 @@ DescStatus Gpu::copy_block(const CopySide& src, uint64_t src_addr, const CopySid
       (dst.vram != nullptr && dst.vram->vram_fault(dst_addr, len)) || consume_fail_copies()) {
     return DescStatus::kInjected;
   }
-  std::memcpy(to, from, len);
+  if (!copy_floor()) {  // SPEC 8.2: with the floor on, a valid block completes moving nothing
+    std::memcpy(to, from, len);
+  }
   return DescStatus::kOk;
 }
 
@@ -708,6 +713,12 @@ void Gpu::clear_faults() {
 }
 
 void Gpu::set_hung(bool hung) { hung_.store(hung, std::memory_order_release); }
+
+void Gpu::set_copy_floor(bool on) {
+  copy_floor_.store(on, std::memory_order_relaxed);
+  log::warn("gpu%u: copy floor %s%s", config_.index, on ? "on" : "off",
+            on ? ": copies move no data (benchmarks only, SPEC 8.2)" : "");
+}
 
 bool Gpu::vram_fault(uint64_t offset, uint64_t len) const {
   if (!has_vram_faults_.load()) {

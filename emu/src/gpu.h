@@ -27,11 +27,12 @@ struct GpuConfig {
   uint32_t index = 0;
   uint64_t vram_size = 0;
   uint32_t channels = 0;
-  uint32_t compute = 0;   // compute queues (SPEC 4.7)
-  uint32_t contexts = 1;  // MMU contexts (SPEC 4.5)
-  uint32_t vectors = 0;   // at least num_queues() + 1 (the fault vector)
+  uint32_t compute = 0;     // compute queues (SPEC 4.7)
+  uint32_t contexts = 1;    // MMU contexts (SPEC 4.5)
+  uint32_t vectors = 0;     // at least num_queues() + 1 (the fault vector)
   uint64_t peer_group = 0;  // PEER_GROUP (SPEC 3.1): the same for every GPU of the process
   std::string socket_path;
+  bool copy_floor = false;  // start with the copy floor on (SPEC 8.2)
 };
 
 // Test seam: called by a compute engine with its queue index after it has translated a wave and
@@ -132,6 +133,10 @@ class Gpu {
   void clear_faults();
   void set_hung(bool hung);
   [[nodiscard]] bool hung() const { return hung_.load(std::memory_order_acquire); }
+  // The copy floor (SPEC 8.2, benchmarks only): copies are validated and complete, but move no
+  // bytes. Thread-safe; logs each change.
+  void set_copy_floor(bool on);
+  [[nodiscard]] bool copy_floor() const { return copy_floor_.load(std::memory_order_relaxed); }
   // True when a fail-vram range of this GPU intersects VRAM bytes [offset, offset + len), which
   // vram_at() has accepted.
   [[nodiscard]] bool vram_fault(uint64_t offset, uint64_t len) const;
@@ -270,6 +275,7 @@ class Gpu {
   mutable std::mutex fault_mutex_;
   std::vector<std::pair<uint64_t, uint64_t>> vram_faults_;  // [start, end), guarded by it
   std::atomic<bool> hung_{false};
+  std::atomic<bool> copy_floor_{false};     // SPEC 8.2; relaxed: it orders nothing
   std::atomic<bool> has_wave_hook_{false};  // wave_hook_ (below) is set
 
   // Shared: an engine executing one descriptor, or one wave of a launch. Exclusive: reset, control

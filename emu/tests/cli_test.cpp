@@ -101,6 +101,18 @@ TEST(Cli, ControlOption) {
   EXPECT_NE(std::string(usage()).find("--control FILE"), std::string::npos);
 }
 
+// --copy-floor (SPEC 8.2) is off by default and a flag without a value.
+TEST(Cli, CopyFloorOption) {
+  const CliResult none = parse({});
+  ASSERT_TRUE(std::holds_alternative<Config>(none));
+  EXPECT_FALSE(std::get<Config>(none).copy_floor);
+  const CliResult on = parse({"--copy-floor"});
+  ASSERT_TRUE(std::holds_alternative<Config>(on));
+  EXPECT_TRUE(std::get<Config>(on).copy_floor);
+  EXPECT_TRUE(std::holds_alternative<CliError>(parse({"--copy-floor=1"})));
+  EXPECT_NE(std::string(usage()).find("--copy-floor"), std::string::npos);
+}
+
 // Invalid command lines are errors.
 TEST(Cli, Errors) {
   for (const std::vector<std::string>& extra :

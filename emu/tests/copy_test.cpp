@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -405,6 +406,80 @@ TEST_F(CopyTest, ControlFileAckProtocol) {
   ASSERT_TRUE(control("es 0 1\r\n", 10));
   EXPECT_EQ(run0(1, copy(2, 0x100000, 0, 4096, kSysToVram)), st(DescStatus::kInjected));
   EXPECT_EQ(run0(1, copy(3, 0x100000, 0, 4096, kSysToVram)), st(DescStatus::kOk));
+}
+
+// SPEC 8.2: with GPU 0's copy floor on, its copies are checked and complete as ever (status,
+// ARG5, injected failures) but move no byte, to sysmem, VRAM or a peer; GPU 1 still copies; off
+// again, GPU 0 copies. Bad copy-floor lines change nothing.
+TEST_F(CopyTest, CopyFloorCompletesWithoutMovingBytes) {
+  constexpr uint64_t kLen = 4 * 4096;
+  const std::vector<uint8_t> data = pattern(11, kLen);
+  const std::vector<uint8_t> zeros(kLen, 0);
+  put(0x100000, data);
+  put_list(0x20000, {{0x100000, 0x10000}, {0x101000, 0x11000}});
+  put_list(0x21000, {{0x100000, 0x20000}, {0x101000, 0x21000}, {0x102000, kVram}});
+  ASSERT_TRUE(control("copy-floor 0 2\ncopy-floor 0\ncopy-floor 9 1\ncopy-floor 0 1\n", 4));
+  EXPECT_EQ(run0(1, copy(1, 0x100000, 0, kLen, kSysToVram)), st(DescStatus::kOk));
+  EXPECT_EQ(run0(1, copy_list(2, 0x20000, 2, 4096, kSysToVram)), st(DescStatus::kOk));
+  EXPECT_EQ(q0_->desc_arg(1, 1, 5), 2U);
+  EXPECT_EQ(run0(2, copy(3, 0x100000, 0x40000, kLen, aperture_word(kApSysmem, kApPeer, 0, 1))),
+            st(DescStatus::kOk));
+  EXPECT_EQ(run0(0, copy(4, 0x100000, 0x600000, kLen, kSysToSys)), st(DescStatus::kOk));
+  EXPECT_EQ(get(0x600000, kLen), zeros);
+  // The checks are those of section 4.4, in order.
+  EXPECT_EQ(run0(1, copy_list(5, 0x21000, 3, 4096, kSysToVram)), st(DescStatus::kBadVram));
+  EXPECT_EQ(q0_->desc_arg(1, 2, 5), 2U);
+  EXPECT_EQ(run0(1, copy(6, 2 * kGiB, 0, 64, kSysToVram)), st(DescStatus::kBadAddress));
+  EXPECT_EQ(run0(1, copy(7, 0x100000, 0x100010, 64, kSysToSys)), st(DescStatus::kOverlap));
+  ASSERT_TRUE(control("fail-copies 0 1\nclear 1\n", 6));
+  EXPECT_EQ(run0(2, copy(8, 0x100000, 0, 4096, kSysToVram)), st(DescStatus::kInjected));
+  EXPECT_EQ(run0(2, copy(9, 0x100000, 0, 4096, kSysToVram)), st(DescStatus::kOk));
+  // GPU 1 is not floored: its VRAM never got GPU 0's peer copy, and it copies itself.
+  ASSERT_EQ(run(*q1_, 1, copy(1, 0x40000, 0x700000, kLen, kVramToSys)), st(DescStatus::kOk));
+  EXPECT_EQ(get(0x700000, kLen), zeros);
+  ASSERT_EQ(run(*q1_, 1, copy(2, 0x100000, 0, kLen, kSysToVram)), st(DescStatus::kOk));
+  ASSERT_EQ(run(*q1_, 1, copy(3, 0, 0x800000, kLen, kVramToSys)), st(DescStatus::kOk));
+  EXPECT_EQ(get(0x800000, kLen), data);
+  // Off again: GPU 0's VRAM holds nothing of the floored copies, and copies move bytes again.
+  ASSERT_TRUE(control("copy-floor 0 0\n", 7));
+  ASSERT_EQ(run0(1, copy(10, 0, 0x900000, kLen, kVramToSys)), st(DescStatus::kOk));
+  EXPECT_EQ(get(0x900000, kLen), zeros);
+  ASSERT_EQ(run0(1, copy(11, 0x100000, 0, kLen, kSysToVram)), st(DescStatus::kOk));
+  ASSERT_EQ(run0(1, copy(12, 0, 0xa00000, kLen, kVramToSys)), st(DescStatus::kOk));
+  EXPECT_EQ(get(0xa00000, kLen), data);
+}
+
+// SPEC 8.2: --copy-floor starts every GPU floored; copy-floor GPU 0 turns one back.
+TEST(CopyFloor, CommandLineFloorsEveryGpu) {
+  std::optional<TestRig> rig;
+  ASSERT_NO_THROW(rig.emplace(TestRig::Options{.ram_size = 64 * kMiB,
+                                               .gpus = kGpus,
+                                               .vram_size = kVram,
+                                               .channels = kChannels,
+                                               .vectors = kVectors,
+                                               .control_file = true,
+                                               .copy_floor = true}));
+  EXPECT_TRUE(rig->emu().gpu(0).copy_floor());
+  EXPECT_TRUE(rig->emu().gpu(1).copy_floor());
+  std::ofstream(rig->control_path(), std::ios::app) << "copy-floor 1 0\n";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kWaitMs);
+  while (rig->emu().gpu(1).copy_floor() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_TRUE(rig->emu().gpu(0).copy_floor());
+  EXPECT_FALSE(rig->emu().gpu(1).copy_floor());
+  // A floored GPU completes a copy and leaves its destination as it was.
+  std::unique_ptr<FakeQemu> q;
+  ASSERT_NO_THROW(q = FakeQemu::connect(rig->emu().socket_path(0), kVectors));
+  const std::vector<uint8_t> data = pattern(12, 4096);
+  ASSERT_EQ(::pwrite(rig->ram_fd(), data.data(), data.size(), 0x10000), ssize_t(data.size()));
+  const uint32_t head = q->submit(1, {copy(1, 0x10000, 0x20000, 4096, kSysToSys, regs::kFlagIrq)});
+  ASSERT_TRUE(q->wait_tail(1, head));
+  ASSERT_TRUE(q->wait_irq(1));
+  EXPECT_EQ(q->desc_status(1, 0), st(DescStatus::kOk));
+  std::vector<uint8_t> got(4096, 1);
+  ASSERT_EQ(::pread(rig->ram_fd(), got.data(), got.size(), 0x20000), ssize_t(got.size()));
+  EXPECT_EQ(got, std::vector<uint8_t>(4096, 0));
 }
 
 // Copies on two channels (and both GPUs copying into each other) run at once with correct data.

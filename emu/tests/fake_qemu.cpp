@@ -249,7 +249,10 @@ bool FakeQemu::control(uint32_t bits) {
 }
 
 TestRig::TestRig(const Options& options) {
-  std::string templ = (std::filesystem::temp_directory_path() / "hmmgpu-emu-XXXXXX").string();
+  const std::filesystem::path parent = options.parent_dir.empty()
+                                           ? std::filesystem::temp_directory_path()
+                                           : std::filesystem::path(options.parent_dir);
+  std::string templ = (parent / "hmmgpu-emu-XXXXXX").string();
   if (::mkdtemp(templ.data()) == nullptr) {
     throw std::system_error(errno, std::generic_category(), "mkdtemp");
   }
@@ -273,7 +276,8 @@ TestRig::TestRig(const Options& options) {
                       .vectors = options.vectors,
                       .verbose = false,
                       .crash_after_doorbells = 0,
-                      .control_file = control_});
+                      .control_file = control_,
+                      .copy_floor = options.copy_floor});
 }
 
 TestRig::~TestRig() {

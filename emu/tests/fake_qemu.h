@@ -118,6 +118,8 @@ class TestRig {
     bool control_file = false;  // serve DIR/control (created by the device)
     uint32_t compute = 2;       // SPEC 1.2 defaults
     uint32_t contexts = 64;
+    bool copy_floor = false;   // --copy-floor (SPEC 8.2)
+    std::string parent_dir{};  // where the temporary directory goes; empty: the system's
   };
   // Throws std::system_error when the directory, file or emulator cannot be set up.
   explicit TestRig(const Options& options);
