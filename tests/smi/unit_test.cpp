@@ -163,7 +163,7 @@ TEST(Output, Json) {
            R"("state":"ready","driver_version":"1.4",)",
            R"("vram":{"total":67108864,"used":4194304,"free":62914560},"copy_channels":2,)",
            R"("peers":[1],"counters":{"to_device_pages":1024,"to_device_bytes":0,)",
-           R"("tlb_invalidates":7,"channel_busy_ns":[1500000,0]},"error":null,)",
+           R"("tlb_invalidates":7,"fault_dropped":0,"channel_busy_ns":[1500000,0]},"error":null,)",
            R"("processes":[{"pid":42,"name":"app","vram_resident":4194304}]},)",
            R"({"index":1,"path":"/dev/hmmgpu1","name":"gpu1","backend":"sysram","state":"lost",)",
            R"("driver_version":null,)",

@@ -47,6 +47,7 @@ constexpr auto kCounters = std::to_array<counter_field>({
     {"peer_to_device_pages", &C::peer_to_device_pages},
     {"peer_to_device_bytes", &C::peer_to_device_bytes},
     {"tlb_invalidates", &C::tlb_invalidates},
+    {"fault_dropped", &C::fault_dropped},
 });
 
 // printf, appending to a string. (clang-analyzer 14 takes the va_lists for

@@ -205,6 +205,7 @@ device_counters operator-(const device_counters& a, const device_counters& b) {
   d.peer_to_device_pages = a.peer_to_device_pages - b.peer_to_device_pages;
   d.peer_to_device_bytes = a.peer_to_device_bytes - b.peer_to_device_bytes;
   d.tlb_invalidates = a.tlb_invalidates - b.tlb_invalidates;
+  d.fault_dropped = a.fault_dropped - b.fault_dropped;
   d.channel_busy.resize(std::max(a.channel_busy.size(), b.channel_busy.size()));
   for (std::size_t i = 0; i < d.channel_busy.size(); i++) {
     auto at = [i](const device_counters& c) {
@@ -532,6 +533,7 @@ device_counters device::counters() const {
   r.peer_to_device_pages = c.peer_to_device_pages;
   r.peer_to_device_bytes = c.peer_to_device_bytes;
   r.tlb_invalidates = c.tlb_invalidates;
+  r.fault_dropped = c.fault_dropped;
 #endif
   const std::span<const __u64> busy(c.channel_busy_ns);
   for (__u64 ns : busy.first(std::min<std::size_t>(c.num_channels, busy.size()))) {

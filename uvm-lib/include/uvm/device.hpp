@@ -134,6 +134,7 @@ struct device_counters {
   std::uint64_t peer_to_device_pages = 0;  ///< pages moved in straight from a peer's VRAM (1.4)
   std::uint64_t peer_to_device_bytes = 0;  ///< bytes of peer_to_device_pages (1.4)
   std::uint64_t tlb_invalidates = 0;       ///< TLB invalidations ordered (1.4)
+  std::uint64_t fault_dropped = 0;         ///< faults a full fault buffer dropped (1.4)
   /// Per copy channel, the time it was busy (doorbell to completion).
   std::vector<std::chrono::nanoseconds> channel_busy;
 
