@@ -223,13 +223,13 @@ class Harness {
       case ValueKind::kRamPage:
         return raw % ram_pages * kPage;
       case ValueKind::kRamEnd:
-        return mem_.ram - raw % kPage;
+        return mem_.ram - raw % 64;
       case ValueKind::kVram:
         return raw % mem_.vram;
       case ValueKind::kVramPage:
         return raw % vram_pages * kPage;
       case ValueKind::kVramEnd:
-        return mem_.vram - raw % kPage;
+        return mem_.vram - raw % 64;
       case ValueKind::kSmall:
         return raw % 64;
       case ValueKind::kPow2:

@@ -65,6 +65,7 @@ for target in device layout; do
 	start=$(date +%s)
 	rc=0
 	"$build/emu-fuzz-$target" -max_total_time="$budget" -timeout="$timeout" -max_len=4096 \
+		-use_value_profile=1 \
 		-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/artifacts/$target-" \
 		"$corpus/$target" "$src/corpus/$target" >"$log" 2>&1 || rc=$?
 	elapsed=$(( $(date +%s) - start ))

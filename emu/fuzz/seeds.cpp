@@ -309,6 +309,35 @@ std::vector<SeedCase> seed_cases() {
                 count(out, regs::kOpCopy, DescStatus::kInjected) == 1 &&
                 count(out, regs::kOpCopy, DescStatus::kOk) == 1;
        }},
+      // Valid work that ends exactly at the end of each memory and of the VA space: one mutation
+      // away from crossing it.
+      {"edges",
+       [](Seed& s) {
+         constexpr uint64_t kRamEnd = 128 << 10;
+         constexpr uint64_t kVramEnd = 64 << 10;
+         s.copy(0, kChannel, kRamEnd - 16, kVramEnd - 16, 16, aperture_word(kApSysmem, kApVram));
+         s.copy(0, kChannel, kVramEnd - 16, kRamEnd - 32, 16, aperture_word(kApVram, kApSysmem));
+         s.copy(0, kChannel2, kVramEnd - 16, kVramEnd - 16, 16,
+                aperture_word(kApVram, kApPeer, 0, 1));
+         s.ram64(kList, kVramEnd - 0x1000);
+         s.ram64(kList + 8, kRamEnd - 0x1000);
+         s.copy_list(0, kChannel2, kList, 1, 0x1000, aperture_word(kApPeer, kApSysmem, 1, 0));
+         s.write64(0, 0, kRamEnd - 8, 1);
+         s.fault_buffer(0, kRamEnd - 0x1000, 128);
+         s.ctx_bind(0, 1, kRoot);
+         s.map(kRoot, regs::mmu::kVaLimit - 0x1000, 1, PteKind::kSysmem, kRamEnd - 0x1000);
+         s.map(kRoot, regs::mmu::kVaLimit - 0x2000, 1, PteKind::kVram, kVramEnd - 0x1000);
+         s.map(kRoot, regs::mmu::kVaLimit - 0x3000, 1, PteKind::kPeer, kVramEnd - 0x1000, 3);
+         s.launch(0, kCq, 1, k::kChecksum, 0x3000, regs::mmu::kVaLimit - 0x3000);
+         s.launch(0, kCq2, 1, k::kSumU64, 1, regs::mmu::kVaLimit - 8);
+         s.launch(0, kCq, 1, k::kFillU32, 0x400, regs::mmu::kVaLimit - 0x4000, 0, 1);  // faults
+       },
+       [](const Outcome& out) {
+         return count(out, regs::kOpCopy, DescStatus::kOk) == 3 &&
+                count(out, regs::kOpCopyList, DescStatus::kOk) == 1 &&
+                count(out, regs::kOpWrite64, DescStatus::kOk) == 1 &&
+                count(out, regs::kOpLaunch, DescStatus::kOk) == 2 && out.fault_put == 1;
+       }},
       {"errors",
        [](Seed& s) {
          s.copy(0, kChannel, 0x1f000, kDst, 0x2000, aperture_word(kApSysmem, kApSysmem));
