@@ -20,11 +20,15 @@
 namespace hmmgpu::fuzz {
 namespace {
 
+using regs::DescStatus;
+
 constexpr uint32_t kGpus = 2;
 constexpr uint64_t kPage = regs::mmu::kPageSize;
-// Steps (descriptors and waves) per input: bounds an input's run time, since a valid descriptor
-// may legitimately keep an engine busy for long (an OP_COPY_LIST of 4096 blocks).
+// Work per input, in steps: a descriptor or a wave is one, and a copy one more per MiB it moved.
+// Bounds an input's run time, since valid work may legitimately keep an engine busy for long
+// (an OP_COPY_LIST of 4096 large blocks).
 constexpr uint64_t kMaxSteps = 1024;
+constexpr uint32_t kCopyStepShift = 20;
 constexpr size_t kGuard = 4096;
 constexpr auto kGuardByte = std::byte{0xa5};
 
@@ -612,14 +616,17 @@ class Harness {
   // ---- engines ----
 
   // Runs the engine of `queue` of GPU `g` for at most `budget` steps of what is left to the input.
+  // One step at a time, so that the copies each step moved are charged before the next.
   size_t run_engine(uint32_t g, uint32_t queue, uint64_t budget) {
-    const uint64_t n = std::min(budget, kMaxSteps - steps_);
-    if (n == 0) {
-      return 0;
+    size_t done = 0;
+    while (done < budget && steps_ < kMaxSteps && gpus_.at(g)->run_engine(queue, 1) == 1) {
+      ++done;
+      ++steps_;
+      observe(g);
     }
-    const size_t done = gpus_.at(g)->run_engine(queue, n);
-    steps_ += done;
-    observe(g);
+    if (done == 0) {
+      observe(g);  // a control request may have reset the queues
+    }
     return done;
   }
 
@@ -655,13 +662,54 @@ class Harness {
           trace("gpu%u: queue %u completed opcode 0x%x status %u arg5 0x%llx", g, q, done.opcode,
                 done.status, static_cast<unsigned long long>(done.arg5));
           outcome_.completions.push_back(done);
+          charge_copy(g, slot, done);
+          check_tlb_dropped(g, slot, done);
         }
       }
       seen = tail;
     }
   }
 
+  // Charges what a completed copy moved to the input's steps.
+  void charge_copy(uint32_t g, uint32_t slot, const Completion& done) {
+    const auto arg = [&](uint32_t i) {
+      return page_.at(g).load64(slot + regs::desc::kArg0 + 8 * i, std::memory_order_relaxed);
+    };
+    uint64_t bytes = 0;
+    if (done.opcode == regs::kOpCopy && done.status == static_cast<uint32_t>(DescStatus::kOk)) {
+      bytes = arg(2);
+    } else if (done.opcode == regs::kOpCopyList && done.arg5 <= regs::copy::kMaxEntries &&
+               arg(2) <= regs::copy::kMaxBlock) {
+      bytes = done.arg5 * arg(2);  // the blocks it copied
+    }
+    steps_ += bytes >> kCopyStepShift;
+  }
+
   // ---- checks ----
+
+  // SPEC 4.5, 4.6: once an OP_CTX_BIND or OP_TLB_INVALIDATE has completed, the TLB holds no entry
+  // of what it dropped. (Only compute waves fill the TLB, and none ran since: the engine that
+  // completed it runs queue 0.)
+  void check_tlb_dropped(uint32_t g, uint32_t slot, const Completion& done) const {
+    if (done.status != static_cast<uint32_t>(DescStatus::kOk) || done.queue != 0 ||
+        (done.opcode != regs::kOpCtxBind && done.opcode != regs::kOpTlbInvalidate)) {
+      return;
+    }
+    const auto arg = [&](uint32_t i) {
+      return page_.at(g).load64(slot + regs::desc::kArg0 + 8 * i, std::memory_order_relaxed);
+    };
+    const auto context = static_cast<uint32_t>(arg(0));
+    constexpr uint64_t kVpnLimit = regs::mmu::kVaLimit >> regs::mmu::kPageShift;
+    uint64_t first = 0;
+    uint64_t end = kVpnLimit;
+    if (done.opcode == regs::kOpTlbInvalidate && arg(2) != 0) {
+      first = arg(1) >> regs::mmu::kPageShift;
+      end = (arg(1) + arg(2)) >> regs::mmu::kPageShift;
+    }
+    if (gpus_.at(g)->tlb_entries(context, first, end) != 0) {
+      violation("TLB entries left in the range an invalidation dropped", arg(1));
+    }
+  }
 
   // Every word of BAR2 that differs from what the guest last stored must be one the device may
   // store to.

@@ -27,7 +27,7 @@ struct Outcome {
   std::vector<Completion> completions;
   uint32_t fault_put = 0;      // GPU 0's FAULT_PUT at the end
   uint32_t fault_dropped = 0;  // and its FAULT_DROPPED
-  uint64_t steps = 0;          // descriptors and waves executed
+  uint64_t steps = 0;          // work done: descriptors and waves, and a step per MiB copied
 };
 
 // Runs one input; with `trace`, prints each action and completion on standard error.

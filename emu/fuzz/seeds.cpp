@@ -270,7 +270,8 @@ std::vector<SeedCase> seed_cases() {
          s.replay(0);
          s.doorbell(0, kCq);
          s.map(kRoot2, 0x60000, 1, PteKind::kSysmem, kData + 0x2000, 0);  // read-only
-         s.launch(0, kCq2, 2, k::kFillU32, 16, 0x60000, 0, 5);            // stalls: write-protected
+         s.launch(0, kCq2, 2, k::kChecksum, 16, 0x60000);       // caches the read-only translation
+         s.launch(0, kCq2, 2, k::kFillU32, 16, 0x60000, 0, 5);  // stalls: write-protected
          s.cancel(0, 2, 0x60000, regs::fault::kCancelPage);
          s.launch(0, kCq, 2, k::kSumF32, 16, 0x70000);  // stalls: not present
          s.fault_consume(0);
@@ -279,7 +280,7 @@ std::vector<SeedCase> seed_cases() {
        },
        [](const Outcome& out) {
          return out.fault_put == 3 && out.fault_dropped == 0 &&
-                count(out, regs::kOpLaunch, DescStatus::kOk) == 1 &&
+                count(out, regs::kOpLaunch, DescStatus::kOk) == 2 &&
                 count(out, regs::kOpLaunch, DescStatus::kMmuFault) == 2 &&
                 count(out, regs::kOpFaultReplay, DescStatus::kOk) == 1 &&
                 count(out, regs::kOpFaultCancel, DescStatus::kOk) == 2;
