@@ -80,8 +80,15 @@ for target in device layout; do
 		"${ft:-?} features, corpus ${corp:-?} (inputs/size)"
 	if [ "$rc" -ne 0 ]; then
 		status=1
-		echo "emu-fuzz-$target: FAILED (exit $rc); the end of its log ($log):" >&2
-		tail -n 60 "$log" >&2
+		echo "emu-fuzz-$target: FAILED (exit $rc); its report ($log):" >&2
+		# From the report's first line (a sanitizer's, libFuzzer's or the harness's) on.
+		first=$(grep -n -m 1 -E '^==[0-9]+==|VIOLATION|^ALARM|^==[0-9]+== ERROR: libFuzzer' "$log" |
+			cut -d: -f1 || true)
+		if [ -n "$first" ]; then
+			tail -n "+$first" "$log" | grep -v '^  0x[0-9a-f]*:' | head -n 80 >&2
+		else
+			tail -n 60 "$log" >&2
+		fi
 		for artifact in "$work/artifacts/$target-"*; do
 			[ -e "$artifact" ] || continue
 			echo "input kept: $artifact; replay it with" >&2
