@@ -9,6 +9,8 @@
 #   make demo     build the fast kernel and run the vector_add sample in the VM
 #   make soak     the stress scenarios of vm.stress, SOAK_SECONDS (600)
 #                 each, under the debug kernel
+#   make fuzz     the emulator's fuzzers, FUZZ_SECONDS (600) in all, growing
+#                 the corpus kept in $(BUILD)/fuzz-corpus
 #   make bench    build the fast kernel and measure (about 15 minutes; QUICK=1: a
 #                 subset; BENCH_ARGS: more bench/run options): table, JSON and
 #                 chart in $(BUILD)/bench-results
@@ -26,7 +28,7 @@ KERNEL_DIR = $(shell vm/build-kernel --flavor $(FLAVOR) --quiet | tail -n 1)
 HOST_KDIR ?= /lib/modules/$(shell uname -r)/build
 MODULE_DIR = $(BUILD)/module-$(FLAVOR)
 
-.PHONY: all deps bench-deps kernel build configure module module-host test demo soak bench clean
+.PHONY: all deps bench-deps kernel build configure module module-host test demo soak fuzz bench clean
 
 all: build module-host
 
@@ -85,6 +87,12 @@ soak: deps kernel build module
 		--hmmgpu-params "sysram_devices=1 sysram_vram_mb=16 emu_fault_entries=8" \
 		-- env HMMGPU_STRESS_SECONDS=$(SOAK_SECONDS) \
 		$(abspath $(BUILD))/tests/hmmgpu-stress-tests
+
+# The fuzzers of emu.fuzz (emu/fuzz/run.sh), longer, on the host.
+FUZZ_SECONDS ?= 600
+fuzz: deps build
+	emu/fuzz/run.sh --build-dir $(BUILD)/emu/fuzz --seconds $(FUZZ_SECONDS) \
+		--corpus $(BUILD)/fuzz-corpus
 
 bench: FLAVOR = fast
 bench: bench-deps kernel build module

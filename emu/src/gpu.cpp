@@ -12,6 +12,7 @@
 #include <cstring>
 #include <mutex>
 #include <shared_mutex>
+#include <stdexcept>
 #include <system_error>
 
 #include "log.h"
@@ -143,23 +144,15 @@ Gpu::Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell, PeerLo
       page_(shm_.data(), shm_.size()),
       vram_fd_(make_memfd("hmmgpu-vram", config_.vram_size)),
       vram_(vram_fd_.get(), config_.vram_size),
+      vram_base_(vram_.data()),
       stop_fd_(make_eventfd()),
       peers_(std::move(peers)),
       queues_(num_queues()),
       roots_(config_.contexts),
       stalls_(num_queues()) {
-  if (num_queues() > regs::kMaxQueues || config_.vectors < num_queues() + 1 ||
-      config_.contexts == 0) {
-    throw std::system_error(EINVAL, std::generic_category(),
-                            "bad GPU configuration: queues, vectors or contexts");
-  }
+  init_device();
   for (uint32_t v = 0; v < config_.vectors; ++v) {
     doorbell_fds_.push_back(make_eventfd());
-  }
-  init_identification();
-  reset_locked(/*clear_control=*/true);  // no thread runs yet
-  if (config_.copy_floor) {
-    set_copy_floor(true);
   }
   listen_fd_ = listen_on(config_.socket_path);
   threads_.emplace_back([this] { server_loop(); });
@@ -169,9 +162,28 @@ Gpu::Gpu(GpuConfig config, const GuestRam& ram, DoorbellHook on_doorbell, PeerLo
   log::debug("gpu%u: listening on %s", config_.index, config_.socket_path.c_str());
 }
 
+Gpu::Gpu(GpuConfig config, const GuestRam& ram, Detached memory, PeerLookup peers)
+    : config_(std::move(config)),
+      ram_(ram),
+      page_(memory.shm.data(), memory.shm.size()),
+      vram_base_(memory.vram.data()),
+      detached_(true),
+      peers_(std::move(peers)),
+      queues_(num_queues()),
+      roots_(config_.contexts),
+      stalls_(num_queues()) {
+  if (memory.shm.size() != regs::kShmSize || memory.vram.size() != config_.vram_size) {
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "detached GPU: BAR2 or VRAM buffer of the wrong size");
+  }
+  init_device();
+}
+
 Gpu::~Gpu() {
   stop();
-  ::unlink(config_.socket_path.c_str());
+  if (listen_fd_.valid()) {
+    ::unlink(config_.socket_path.c_str());
+  }
 }
 
 void Gpu::stop() {
@@ -180,11 +192,26 @@ void Gpu::stop() {
     stopping_ = true;
   }
   stall_cv_.notify_all();
-  signal_eventfd(stop_fd_.get());
+  if (stop_fd_.valid()) {
+    signal_eventfd(stop_fd_.get());
+  }
   for (std::jthread& thread : threads_) {
     if (thread.joinable()) {
       thread.join();
     }
+  }
+}
+
+void Gpu::init_device() {
+  if (num_queues() > regs::kMaxQueues || config_.vectors < num_queues() + 1 ||
+      config_.contexts == 0) {
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "bad GPU configuration: queues, vectors or contexts");
+  }
+  init_identification();
+  reset_locked(/*clear_control=*/true);  // no thread runs yet
+  if (config_.copy_floor) {
+    set_copy_floor(true);
   }
 }
 
@@ -427,6 +454,40 @@ void Gpu::handle_control() {
   page_.store32(regs::reg::kControlAck, seq, std::memory_order_release);
 }
 
+// ---- detached devices ----
+
+size_t Gpu::run_engine(uint32_t queue, size_t max_steps) {
+  if (!detached_) {
+    throw std::logic_error("run_engine: the GPU has engine threads");
+  }
+  // As engine_loop: a hung GPU and a stalled queue do nothing (SPEC 8.1, 4.8).
+  if (queue >= num_queues() || hung() || stalled(queue)) {
+    return 0;
+  }
+  if (queue == 0) {
+    handle_control();
+  }
+  size_t steps = 0;
+  while (steps < max_steps) {
+    const Step step = step_queue(queue);
+    if (step == Step::kIdle || step == Step::kHung) {
+      break;
+    }
+    ++steps;
+    if (step == Step::kStalled) {
+      break;
+    }
+  }
+  return steps;
+}
+
+void Gpu::disconnect() {
+  if (!detached_) {
+    throw std::logic_error("disconnect: the GPU has a server thread");
+  }
+  disconnect_client();
+}
+
 Gpu::Step Gpu::run_queue(uint32_t queue) {
   Step step = Step::kMore;
   while ((step = step_queue(queue)) == Step::kMore) {
@@ -548,7 +609,7 @@ std::byte* Gpu::vram_at(uint64_t offset, uint64_t len) const {
   if (len == 0 || offset >= size || len > size - offset) {
     return nullptr;
   }
-  return vram_.data() + offset;
+  return vram_base_ + offset;
 }
 
 // Decodes the aperture word (ARG3). Reserved bits, the reserved aperture value 3 and a peer field

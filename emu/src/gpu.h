@@ -10,6 +10,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -105,6 +106,17 @@ class Gpu {
   Gpu& operator=(const Gpu&) = delete;
   Gpu(Gpu&&) = delete;
   Gpu& operator=(Gpu&&) = delete;
+  // Test seam (the fuzzers, emu/fuzz, and host tests): a detached device. It has no transport: no
+  // socket, no eventfds, no thread. BAR2 and VRAM are the caller's buffers (kShmSize and
+  // config.vram_size bytes, alive as long as the Gpu), so AddressSanitizer sees every access; the
+  // caller plays the guest (it writes BAR2 and guest RAM) and schedules the engines with
+  // run_engine(). Interrupts go nowhere. Throws std::system_error on a bad configuration or
+  // buffers of the wrong size.
+  struct Detached {
+    std::span<std::byte> shm;
+    std::span<std::byte> vram;
+  };
+  Gpu(GpuConfig config, const GuestRam& ram, Detached memory, PeerLookup peers = {});
   // Stops and joins every thread, closes the client and removes the socket.
   ~Gpu();
   // Stops and joins every thread (idempotent); the VRAM stays mapped until destruction.
@@ -141,6 +153,15 @@ class Gpu {
   // vram_at() has accepted.
   [[nodiscard]] bool vram_fault(uint64_t offset, uint64_t len) const;
 
+  // Detached devices only (std::logic_error otherwise), on the caller's thread, one caller at a
+  // time. run_engine does what the engine of `queue` does when its doorbell wakes it: nothing while
+  // the GPU is hung or the queue's launch is stalled; else the control request first (queue 0),
+  // then descriptors and waves until the queue is idle or stalls, or `max_steps` of them are done.
+  // Returns the steps done. disconnect does what a client disconnect does (SPEC 2.1): a reset
+  // that also clears the control registers.
+  size_t run_engine(uint32_t queue, size_t max_steps);
+  void disconnect();
+
  private:
   using Launch = LaunchState;
   struct QueueState {
@@ -176,6 +197,9 @@ class Gpu {
     Translation translation;
   };
 
+  // What both constructors do once the memories are set: checks the configuration, fills in the
+  // identification registers, resets.
+  void init_device();
   void init_identification();
   void reset_locked(bool clear_control);
   void halt_locked(regs::FatalError error);
@@ -262,6 +286,8 @@ class Gpu {
   SharedPage page_;
   UniqueFd vram_fd_;
   Mapping vram_;
+  std::byte* vram_base_ = nullptr;  // vram_'s, or a detached device's buffer
+  bool detached_ = false;
   UniqueFd stop_fd_;
   std::vector<UniqueFd> doorbell_fds_;
   UniqueFd listen_fd_;

@@ -53,14 +53,19 @@ UniqueFd open_ram_file(const std::string& path, uint64_t ram_size) {
 }  // namespace
 
 GuestRam::GuestRam(const std::string& path, uint64_t ram_size)
-    : layout_(ram_size), fd_(open_ram_file(path, ram_size)), map_(fd_.get(), ram_size) {}
+    : layout_(ram_size),
+      fd_(open_ram_file(path, ram_size)),
+      map_(fd_.get(), ram_size),
+      base_(map_.data()) {}
+
+GuestRam::GuestRam(std::span<std::byte> memory) : layout_(memory.size()), base_(memory.data()) {}
 
 std::byte* GuestRam::translate(uint64_t gpa, uint64_t len) const {
   const std::optional<uint64_t> offset = layout_.translate(gpa, len);
   if (!offset) {
     return nullptr;
   }
-  return map_.data() + *offset;
+  return base_ + *offset;
 }
 
 }  // namespace hmmgpu

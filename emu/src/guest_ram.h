@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "os.h"
@@ -45,6 +46,10 @@ class GuestRam {
   // Maps the first `ram_size` bytes of `path`; throws std::system_error when the file is missing
   // or shorter than that.
   GuestRam(const std::string& path, uint64_t ram_size);
+  // Test seam (the fuzzers, emu/fuzz): guest RAM of `memory.size()` bytes that the caller owns and
+  // keeps alive as long as this object, e.g. a heap buffer of exactly that size so that
+  // AddressSanitizer catches any access outside it.
+  explicit GuestRam(std::span<std::byte> memory);
 
   // Host pointer to [gpa, gpa + len), or nullptr when the range is not guest RAM.
   [[nodiscard]] std::byte* translate(uint64_t gpa, uint64_t len) const;
@@ -53,7 +58,8 @@ class GuestRam {
  private:
   RamLayout layout_;
   UniqueFd fd_;
-  Mapping map_;
+  Mapping map_;                // the file's mapping; empty for caller-owned memory
+  std::byte* base_ = nullptr;  // file offset 0
 };
 
 }  // namespace hmmgpu

@@ -11,6 +11,7 @@ namespace hmmgpu::log {
 namespace {
 
 std::atomic<bool> g_verbose{false};  // NOLINT(*-avoid-non-const-global-variables): --verbose
+std::atomic<bool> g_silent{false};   // NOLINT(*-avoid-non-const-global-variables): set_silent
 
 // At most kBurst guest-error lines per kWindow; the rest are counted and summarized.
 constexpr int kBurst = 20;
@@ -27,6 +28,9 @@ void vprint(const char* prefix, const char* fmt, va_list args) {
 }
 
 bool guest_error_allowed() {
+  if (g_silent.load(std::memory_order_relaxed)) {
+    return false;
+  }
   static std::mutex mutex;
   static std::chrono::steady_clock::time_point window_start;
   static int printed = 0;
@@ -53,6 +57,7 @@ bool guest_error_allowed() {
 
 void set_verbose(bool on) { g_verbose.store(on, std::memory_order_relaxed); }
 bool verbose() { return g_verbose.load(std::memory_order_relaxed); }
+void set_silent(bool on) { g_silent.store(on, std::memory_order_relaxed); }
 
 void debug(const char* fmt, ...) {
   if (!verbose()) {
@@ -82,6 +87,9 @@ void control(const char* fmt, ...) {
 }
 
 void warn(const char* fmt, ...) {
+  if (g_silent.load(std::memory_order_relaxed)) {
+    return;
+  }
   va_list args;
   va_start(args, fmt);
   vprint("hmmgpu-emu: warning: ", fmt, args);

@@ -7,6 +7,9 @@ namespace hmmgpu::log {
 
 void set_verbose(bool on);
 bool verbose();
+// Test seam (the fuzzers, emu/fuzz): drops guest errors and warnings, which a fuzzer provokes by
+// the million.
+void set_silent(bool on);
 
 // printf-style debug print to stderr, only with --verbose.
 void debug(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
