@@ -433,7 +433,11 @@ prefetch_result cuda_device::prefetch(location to, const memory_range& range, qu
                                       const error_context& ctx) {
   auto lk = enter(ctx);
   check_memory(range, need::mapped, ctx);
-  cudaStream_t s = q != nullptr ? static_cast<cuda_queue*>(q)->stream() : cudaStreamPerThread;
+  // A queue of this device is a cuda_queue; without one, the thread's own stream.
+  cudaStream_t s = cudaStreamPerThread;  // NOLINT(cppcoreguidelines-pro-type-cstyle-cast): CUDA's
+  if (q != nullptr) {
+    s = dynamic_cast<cuda_queue&>(*q).stream();
+  }
   prefetch_result r;
   r.pages = range.page_count();
   // CUDA says nothing of what moved: pages last prefetched to `to` are
@@ -482,6 +486,8 @@ void cuda_device::advise(const memory_range& range, advice a, location loc, erro
   }
 }
 
+// Recursion halves the pages: at most log2(pages) deep.
+// NOLINTNEXTLINE(misc-no-recursion)
 void cuda_device::walk(const memory_range& range, std::uintptr_t p, std::size_t pages,
                        std::vector<residency_run>& out) const {
   const std::size_t ps = page_size();
@@ -567,8 +573,8 @@ std::uint64_t cuda_device::run_kernel(queue& q, unsigned /*hw*/, const kernel_ar
   if (a.has_y) {
     check_memory(a.y, need::read, ctx);
   }
-  const auto& cq = static_cast<cuda_queue&>(q);
-  const cudaStream_t s = cq.stream();
+  const auto& cq = dynamic_cast<cuda_queue&>(q);
+  cudaStream_t s = cq.stream();
   const std::size_t n = a.x.size() / a.element;
   float f = 0;
   const auto bits = static_cast<std::uint32_t>(a.scalar);
@@ -716,7 +722,7 @@ class cuda_provider_impl final : public provider_impl {
       (void)cudaGetLastError();
       throw std::bad_alloc();
     }
-    const std::uintptr_t b = reinterpret_cast<std::uintptr_t>(base);
+    const auto b = reinterpret_cast<std::uintptr_t>(base);
     void* p =
         reinterpret_cast<void*>((b + ps - 1) & ~(ps - 1));  // NOLINT(performance-no-int-to-ptr)
     try {
