@@ -331,6 +331,47 @@ class Report:
                   "evicted pages", "device faults"]
         return md_table(header, rows) if rows else ""
 
+    def cuda(self):
+        """The CUDA row set (phase "cuda", hmmgpu-bench-cuda on an NVIDIA GPU)."""
+        phase = self.parsed.get("cuda", {})
+        if not phase:
+            return ""
+        ctx = self.phases.get("cuda", {}).get("result", {}).get("context", {})
+        rows = []
+        chart = []
+        sizes = sorted({n.split("/")[2] for n in phase if n.startswith("prefetch/cuda/")},
+                       key=lambda s: float(s.rstrip("M")))
+        for size in sizes:
+            m = phase.get(f"prefetch/cuda/{size}")
+            rows.append([f"prefetch, {size.replace('M', ' MiB')}", fmt_rate(m, "to_device"),
+                         fmt_rate(m, "to_system")])
+            chart.append((float(size.rstrip("M")), m.rate("to_device") if m else None,
+                          m.rate("to_system") if m else None))
+        for name, m in sorted(phase.items()):
+            if name.startswith("fault_back/cuda/"):
+                order = "sequential" if name.split("/")[2] == "seq" else "random"
+                rows.append([f"CPU faults back, {order}, {name.split('/')[-1].replace('M', ' MiB')}",
+                             "", fmt_rate(m, "fault_back")])
+        for kernel in ("stream", "reduction"):
+            ft = next((m for n, m in phase.items() if n.startswith(f"first_touch/{kernel}/")),
+                      None)
+            pr = next((m for n, m in phase.items() if n.startswith(f"prefetch_run/{kernel}/")),
+                      None)
+            if ft or pr:
+                label = "streaming (increment)" if kernel == "stream" else "reduction (sum)"
+                rows.append([f"{label}: first touch (device faults) / prefetch, kernel, "
+                             "kernel on resident data", fmt_rate(ft, "kernel"),
+                             f"{fmt_rate(pr, 'migrate')}, {fmt_rate(pr, 'kernel')}, "
+                             f"{fmt_rate(pr, 'resident_kernel')}"])
+        for name, m in sorted(phase.items(), key=lambda e: e[0]):
+            if name.startswith("oversub/"):
+                factor = name.split("/")[-1]
+                rows.append([f"streaming over {factor} of the free memory "
+                             f"({m.bytes / MIB:.0f} MiB)", fmt_rate(m, "kernel"), ""])
+        self.chart["cuda"] = chart
+        title = f"CUDA: {ctx.get('hmmgpu_cuda', 'a CUDA device')}, MiB/s"
+        return md_table([title, "to device / kernel", "to system / CPU"], rows)
+
     def channels(self):
         rows = []
         chart = {}
@@ -392,7 +433,7 @@ class Report:
         if meta.get("quiet"):
             head += [f"Machine: {meta['quiet']}", ""]
         sections = [self.migration(), self.faults(), self.compute(), self.oversub(),
-                    self.channels()]
+                    self.channels(), self.cuda()]
         targets, verdicts = self.target_table()
         self.verdicts = verdicts
         return "\n".join(head) + "\n\n".join(s for s in sections if s) + "\n\n" + targets + "\n"
@@ -479,7 +520,16 @@ def gnuplot_script(report, png):
     for i, (name, color) in enumerate(subjects):
         plots.append((f"1:{2 + i}", f"{name} to device", f"lw 2 lc {color} pt 7"))
         plots.append((f"1:{6 + i}", f"{name} to system", f"lw 2 lc {color} dt 2 pt 5"))
-    chart.panel("prefetch (MIGRATE ioctl), MiB/s", rows,
+    cuda = {r[0]: r[1:] for r in c.get("cuda", [])}
+    if cuda:
+        sizes = sorted({r[0] for r in rows} | set(cuda))
+        rows = [(size, *next((r[1:] for r in rows if r[0] == size), (None,) * 8),
+                 *cuda.get(size, (None, None))) for size in sizes]
+        plots.append(("1:10", "cuda to device", "lw 2 lc 6 pt 9"))
+        plots.append(("1:11", "cuda to system", "lw 2 lc 6 dt 2 pt 9"))
+    title = "prefetch (MIGRATE ioctl; cudaMemPrefetchAsync), MiB/s" if cuda else \
+        "prefetch (MIGRATE ioctl), MiB/s"
+    chart.panel(title, rows,
                 ["set logscale x 2", "set xlabel 'buffer MiB'"], plots)
     faults = c.get("faults", [])
     names = [("ours, fault-around", 1), ("ours, fault-around off", 5), ("test_hmm", 2),

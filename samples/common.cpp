@@ -39,18 +39,27 @@ std::vector<uvm::device> open_compute_devices(std::size_t at_least) {
   const auto all = uvm::list_devices();
   std::vector<uvm::device> out;
   for (const auto& s : all) {
-    uvm::device d(s.index);
+    if (!out.empty() && s.provider() != out.front().properties().provider()) {
+      break;  // one provider: the first's
+    }
+    uvm::device d(s);
     if (d.supports(uvm::capability::compute)) {
       out.push_back(std::move(d));
     }
   }
   if (out.size() < at_least) {
-    throw skip("needs " + std::to_string(at_least) + " hmmgpu device(s) that run kernels, found " +
-               std::to_string(out.size()) +
-               (all.empty() ? " (no hmmgpu device at all: is hmmgpu.ko loaded?)" : ""));
+    const bool cuda = !out.empty() && out.front().properties().provider() == uvm::provider::cuda;
+    throw skip("needs " + std::to_string(at_least) + (cuda ? " CUDA" : " hmmgpu") +
+               " device(s) that run kernels, found " + std::to_string(out.size()) +
+               (all.empty()
+                    ? " (no device at all: " + uvm::provider_status(uvm::provider::hmmgpu).reason +
+                          "; " + uvm::provider_status(uvm::provider::cuda).reason + ")"
+                    : ""));
   }
   return out;
 }
+
+bool has_counters(const uvm::device& dev) { return dev.properties().reports("to_device_pages"); }
 
 std::size_t size_arg(std::span<char* const> args, std::size_t i, std::size_t fallback,
                      std::size_t min) {
@@ -133,10 +142,11 @@ void print_counters(const uvm::device& dev, const uvm::device_counters& delta) {
       {"vram_alloc_failures", &C::vram_alloc_failures, nullptr},
       {"tlb_invalidates", &C::tlb_invalidates, nullptr},
   });
+  const uvm::device_properties& props = dev.properties();
   std::printf("%s counters that moved:\n", uvm::to_string(uvm::location(dev)).c_str());
   bool any = false;
   for (const auto& f : kFields) {
-    if (delta.*f.count == 0) {
+    if (delta.*f.count == 0 || !props.reports(f.name)) {
       continue;
     }
     any = true;
@@ -154,6 +164,16 @@ void print_counters(const uvm::device& dev, const uvm::device_counters& delta) {
   }
   if (!any) {
     std::printf("  (none)\n");
+  }
+  if (!props.unavailable_counters.empty()) {
+    std::string names;
+    for (const auto& n : props.unavailable_counters) {
+      names += (names.empty() ? "" : ", ") + n;
+    }
+    std::printf("  unavailable on this device (%s): %s\n",
+                props.provider() == uvm::provider::cuda ? "the CUDA runtime exposes none"
+                                                        : "the driver predates them",
+                names.c_str());
   }
 }
 

@@ -48,9 +48,14 @@ class usage_error : public std::runtime_error {
 int run(const char* name, const char* usage, int argc, char** argv,
         const std::function<int(std::span<char* const> args)>& body);
 
-// Opens every device that runs kernels (capability::compute), in order.
+// Opens every device that runs kernels (capability::compute), in order,
+// of one provider: hmmgpu's when it has one, else CUDA's (a process using
+// both would get managed memory that only hmmgpu devices are sure to use).
 // @throws skip when there are fewer than `at_least`.
 std::vector<uvm::device> open_compute_devices(std::size_t at_least = 1);
+
+// Whether `dev` reports its counters (a CUDA device reports none).
+bool has_counters(const uvm::device& dev);
 
 // args[i] as a count with an optional K, M or G suffix (powers of 1024),
 // at least `min`; `fallback` when there is no args[i].
@@ -69,7 +74,8 @@ std::chrono::nanoseconds copy_engine_time(const uvm::device_counters& c);
 
 // Prints the counters of `dev` that moved in `delta` (a later reading
 // minus an earlier one), one per line under a heading, by their names in
-// uvm::device_counters, with the copy engine's busy time last.
+// uvm::device_counters, with the copy engine's busy time last; and the
+// names of those the device does not report.
 void print_counters(const uvm::device& dev, const uvm::device_counters& delta);
 
 }  // namespace samples

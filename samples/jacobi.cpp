@@ -124,7 +124,7 @@ int jacobi(std::span<char* const> args) {
                   sweep, got, ref_heat);
       return samples::kExitWrong;
     }
-    if (sweep % 10 == 0 || sweep == 1 || sweep == sweeps) {
+    if ((sweep % 10 == 0 || sweep == 1 || sweep == sweeps) && samples::has_counters(gpu)) {
       const uvm::device_counters now = gpu.counters();
       const uvm::device_counters moved = now - last;
       last = now;

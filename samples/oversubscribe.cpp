@@ -34,6 +34,13 @@ int oversubscribe(std::span<char* const> args) {
   const std::uint64_t vram = gpu.properties().vram_total;
   const std::size_t bytes = samples::size_arg(args, 0, 2 * vram, sizeof(std::uint32_t));
   const std::size_t passes = samples::size_arg(args, 1, 2);
+  if (gpu.properties().provider() == uvm::provider::cuda && bytes > gpu.memory().free / 2) {
+    // Managed memory beyond the card's free memory is not asked of a CUDA device.
+    throw samples::skip(uvm::to_string(uvm::location(gpu)) + " has " +
+                        samples::bytes(gpu.memory().free) + " free: a working set of " +
+                        samples::bytes(bytes) +
+                        " would ask it for more than half of it; give a smaller WORKING_SET");
+  }
   const std::size_t n = bytes / sizeof(std::uint32_t);
   // Kernels on an eighth of the VRAM at a time, whole 2 MiB chunks.
   const std::size_t chunk =

@@ -103,16 +103,21 @@ int prefetch_vs_fault(std::span<char* const> args) {
               samples::ms(hinted.cpu_phase));
   const uvm::device_counters& d = demand.moved;
   const uvm::device_counters& h = hinted.moved;
-  row("to_device_pages", d.to_device_pages, h.to_device_pages);
-  row("device_faults", d.device_faults, h.device_faults);
-  row("fault_batches", d.fault_batches, h.fault_batches);
-  row("prefetched_pages", d.prefetched_pages, h.prefetched_pages);
-  row("to_system_pages", d.to_system_pages, h.to_system_pages);
-  row("cpu_faults", d.cpu_faults, h.cpu_faults);
-  row("fault_around_pages", d.fault_around_pages, h.fault_around_pages);
-  row("copy_batches", d.copy_batches, h.copy_batches);
-  std::printf("  %-22s %11.3f ms %11.3f ms\n", "copy engine busy",
-              samples::ms(samples::copy_engine_time(d)), samples::ms(samples::copy_engine_time(h)));
+  if (!samples::has_counters(gpu)) {
+    std::printf("  (%s reports no counters)\n", uvm::to_string(uvm::location(gpu)).c_str());
+  } else {
+    row("to_device_pages", d.to_device_pages, h.to_device_pages);
+    row("device_faults", d.device_faults, h.device_faults);
+    row("fault_batches", d.fault_batches, h.fault_batches);
+    row("prefetched_pages", d.prefetched_pages, h.prefetched_pages);
+    row("to_system_pages", d.to_system_pages, h.to_system_pages);
+    row("cpu_faults", d.cpu_faults, h.cpu_faults);
+    row("fault_around_pages", d.fault_around_pages, h.fault_around_pages);
+    row("copy_batches", d.copy_batches, h.copy_batches);
+    std::printf("  %-22s %11.3f ms %11.3f ms\n", "copy engine busy",
+                samples::ms(samples::copy_engine_time(d)),
+                samples::ms(samples::copy_engine_time(h)));
+  }
 
   if (!demand.verified || !hinted.verified) {
     std::printf("prefetch_vs_fault: FAILED: wrong result %s\n",

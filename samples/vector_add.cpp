@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// vector_add: c = a + b on an hmmgpu device, with Unified Memory.
+// vector_add: c = a + b on an hmmgpu or CUDA device, with Unified Memory.
 //
 // The "hello world" of the library, in four steps:
 //   1. allocate a, b and c as managed memory and fill a and b on the CPU;
@@ -24,8 +24,9 @@ namespace {
 constexpr const char* kUsage =
     "usage: vector_add [ELEMENTS]\n"
     "Adds two vectors of ELEMENTS floats (default 256K; K, M suffixes) on the first\n"
-    "hmmgpu device that runs kernels, verifies the sum on the CPU and prints the\n"
-    "device's counters. Exit status: 0 verified, 1 wrong or error, 2 usage, 77 no device.\n";
+    "device that runs kernels (hmmgpu, else CUDA), verifies the sum on the CPU and\n"
+    "prints the device's counters. Exit status: 0 verified, 1 wrong or error, 2 usage,\n"
+    "77 no device.\n";
 
 int vector_add(std::span<char* const> args) {
   // At most 2^24: every integer up to it is exact as a float.

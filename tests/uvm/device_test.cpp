@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// uvm library, in the VM: enumeration, uvm::device (open, properties,
-// memory, state, counters, ping, peers, close, move), use from several
-// threads, and a device removed while open.
+// uvm library, on every provider's devices: enumeration, uvm::device
+// (open, properties, memory, state, counters, ping, peers, close, move),
+// use from several threads, and an hmmgpu device removed while open.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,10 +19,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Every device is listed once, in order, with sysfs's values; the VM has
-// emulated GPUs and a sysram device.
+// Every hmmgpu device is listed once, in order, with sysfs's values; the
+// VM has emulated GPUs and a sysram device.
 TEST(Enumerate, ListsEveryDevice) {
-  const auto devs = list_devices();
+  const auto devs = devices_of(provider::hmmgpu);
+  if (devs.empty()) {
+    GTEST_SKIP() << provider_status(provider::hmmgpu).reason;
+  }
   ASSERT_GE(devs.size(), 2U);
   for (std::size_t i = 0; i < devs.size(); i++) {
     const auto& s = devs[i];
@@ -41,13 +44,51 @@ TEST(Enumerate, ListsEveryDevice) {
   EXPECT_FALSE(devices_of(backend::sysram).empty());
 }
 
+// Every CUDA device is listed once, in order, after the hmmgpu devices,
+// with the CUDA runtime's values; without one, the provider says why.
+TEST(Enumerate, ListsCudaDevices) {
+  const auto all = list_devices();
+  const auto devs = devices_of(provider::cuda);
+  const provider_info info = provider_status(provider::cuda);
+  EXPECT_EQ(info.devices, devs.size());
+  if (devs.empty()) {
+    EXPECT_TRUE(info.reason.starts_with("no CUDA device: ")) << info.reason;
+    EXPECT_TRUE(throws_error([] { device d(provider::cuda, 0); }, errc::no_device,
+                             {"cuda0", info.reason.substr(16)}));
+    GTEST_SKIP() << info.reason;
+  }
+  EXPECT_TRUE(info.built);
+  EXPECT_TRUE(info.reason.empty());
+  for (std::size_t i = 0; i < all.size(); i++) {
+    if (i > 0 && all[i - 1].provider() == provider::cuda) {
+      EXPECT_EQ(all[i].provider(), provider::cuda) << "CUDA devices come last";
+    }
+  }
+  for (std::size_t i = 0; i < devs.size(); i++) {
+    const auto& s = devs[i];
+    EXPECT_EQ(s.index, i);
+    EXPECT_EQ(s.backend, backend::cuda);
+    EXPECT_TRUE(s.path.empty());
+    EXPECT_FALSE(s.name.empty());
+    EXPECT_GT(s.vram_total, 0U);
+    EXPECT_LE(s.vram_used, s.vram_total);
+    EXPECT_EQ(s.state, device_state::ready);
+    EXPECT_EQ(s.where(), location::of_device(provider::cuda, s.index));
+  }
+  EXPECT_TRUE(throws_error([&] { device d(provider::cuda, static_cast<unsigned>(devs.size())); },
+                           errc::no_device, {"cuda" + std::to_string(devs.size())}));
+}
+
 // Opening does not take a device exclusively: two handles, and
 // enumeration, work at once.
 TEST(Enumerate, OpenTwiceAndListWhileOpen) {
   const auto devs = list_devices();
-  ASSERT_FALSE(devs.empty());
-  device a(devs[0].index);
-  device b(devs[0].index);
+  if (devs.empty()) {
+    GTEST_SKIP() << provider_status(provider::hmmgpu).reason << "; "
+                 << provider_status(provider::cuda).reason;
+  }
+  device a(devs[0]);
+  device b(devs[0]);
   EXPECT_EQ(list_devices().size(), devs.size());
   EXPECT_EQ(a.index(), b.index());
   EXPECT_TRUE(a.is_open() && b.is_open());
@@ -56,7 +97,8 @@ TEST(Enumerate, OpenTwiceAndListWhileOpen) {
 class Device : public DeviceTest {};
 
 // The properties agree with enumeration and with the backend: emulated
-// GPUs run kernels on their streams, sysram devices do not.
+// GPUs run kernels on their streams, sysram devices do not; CUDA devices
+// run kernels, and report no counters.
 TEST_P(Device, Properties) {
   const device_properties& p = dev().properties();
   const device_summary& s = GetParam();
@@ -66,6 +108,23 @@ TEST_P(Device, Properties) {
   EXPECT_EQ(p.backend, s.backend);
   EXPECT_EQ(p.vram_total, s.vram_total);
   EXPECT_EQ(p.copy_channels, s.copy_channels);
+  EXPECT_EQ(location(dev()), s.where());
+  if (is_cuda()) {
+    EXPECT_GE(p.driver.major, 11U);
+    EXPECT_GT(p.compute_capability, 0U);
+    EXPECT_EQ(p.hw_version, 0U);
+    EXPECT_EQ(p.streams, 8U);
+    EXPECT_TRUE(dev().supports(capability::nop));
+    EXPECT_TRUE(dev().supports(capability::counters));
+    EXPECT_TRUE(dev().supports(capability::compute));
+    EXPECT_FALSE(p.reports("to_device_pages"));
+    EXPECT_FALSE(p.reports("channel_busy"));
+    return;
+  }
+  EXPECT_TRUE(p.pageable_memory_access);
+  EXPECT_EQ(p.compute_capability, 0U);
+  EXPECT_TRUE(p.reports("to_device_pages"));
+  EXPECT_EQ(p.reports("tlb_invalidates"), p.driver >= (driver_version{1, 4}));
   EXPECT_GE(p.driver, (driver_version{1, 3}));
   EXPECT_EQ(p.driver.major, 1U);
   EXPECT_TRUE(dev().supports(capability::nop));
@@ -85,7 +144,8 @@ TEST_P(Device, Properties) {
   EXPECT_EQ(location(dev()), location::of_device(s.index));
 }
 
-// memory() is sysfs's: prefetching 4 MiB to the device raises its use.
+// memory() is sysfs's (CUDA: cudaMemGetInfo()): prefetching 4 MiB to an
+// hmmgpu device raises its use.
 TEST_P(Device, MemoryUse) {
   const memory_info before = dev().memory();
   EXPECT_EQ(before.total, GetParam().vram_total);
@@ -94,7 +154,9 @@ TEST_P(Device, MemoryUse) {
   const prefetch_result r = prefetch(v, dev());
   ASSERT_EQ(r.migrated, v.size() / kPage);
   const memory_info after = dev().memory();
-  EXPECT_GE(after.used, before.used + v.size());
+  if (!is_cuda()) {  // CUDA may reserve device memory ahead
+    EXPECT_GE(after.used, before.used + v.size());
+  }
   EXPECT_EQ(after.free, after.total - after.used);
   EXPECT_EQ(dev().state(), device_state::ready);
 }
@@ -102,6 +164,7 @@ TEST_P(Device, MemoryUse) {
 // The counters count a prefetch each way; a difference of two readings
 // gives the interval's counts.
 TEST_P(Device, CountersCountMigrations) {
+  UVM_HMMGPU_ONLY("the CUDA runtime exposes no counters (CudaProvider.NoCounters)");
   const device_counters before = dev().counters();
   EXPECT_EQ(before.channel_busy.size(), std::max(1U, GetParam().copy_channels));
   managed_vector<std::uint64_t> v(64 * kPage / 8, 3);
@@ -139,7 +202,7 @@ TEST_P(Device, ClosedDevice) {
   dev().close();  // idempotent
   EXPECT_EQ(dev().index(), n);
   EXPECT_EQ(dev().properties().index, n);
-  const std::string name = "hmmgpu" + std::to_string(n);
+  const std::string name = dev_name();
   EXPECT_TRUE(throws_error([&] { (void)dev().counters(); }, errc::device_closed, {name, "closed"}));
   EXPECT_TRUE(throws_error([&] { (void)dev().ping(); }, errc::device_closed));
   EXPECT_TRUE(throws_error([&] { (void)dev().memory(); }, errc::device_closed));
@@ -169,12 +232,13 @@ TEST_P(Device, MovedFrom) {
 // no device is its own peer.
 TEST_P(Device, PeerAccess) {
   EXPECT_FALSE(dev().can_access_peer(dev()));
+  UVM_HMMGPU_ONLY("the peers of the VM's emulated GPUs");
   const bool has_peers = dev().properties().driver >= driver_version{1, 4};
-  for (const auto& s : list_devices()) {
+  for (const auto& s : devices_of(provider::hmmgpu)) {
     if (s.index == GetParam().index) {
       continue;
     }
-    device o(s.index);
+    device o(s);
     const bool mask = ((dev().properties().peer_mask >> s.index) & 1U) != 0;
     EXPECT_EQ(dev().can_access_peer(o), mask) << s.path;
     const bool both_emu = GetParam().backend == backend::emu && s.backend == backend::emu;
@@ -221,7 +285,8 @@ TEST_P(Device, ManyThreadsOneDevice) {
   EXPECT_EQ(failures.load(), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, Device, ::testing::ValuesIn(migrate_devices()), param_name);
+INSTANTIATE_TEST_SUITE_P(All, Device, ::testing::ValuesIn(or_absent(migrate_devices())),
+                         param_name);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Device);
 
 // An emulated GPU unbound while open: every call says the device is lost,

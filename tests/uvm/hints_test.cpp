@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// uvm library, in the VM: prefetch (both forms and on a stream, page
-// rounding, between devices), advice (every value, its effect on kernels,
-// its errors), residency and range attributes, and the errors of bad,
-// unmapped and foreign ranges.
+// uvm library, on every provider's devices: prefetch (both forms and on a
+// stream, page rounding, between devices), advice (every value, its effect
+// on kernels, its errors), residency and range attributes, and the errors
+// of bad, unmapped and foreign ranges.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -45,6 +45,7 @@ TEST_P(Prefetch, CountsAndRoundTrip) {
 // Pages never touched: to the device they are allocated there; to the
 // CPU there is nothing to move.
 TEST_P(Prefetch, UnpopulatedPages) {
+  UVM_HMMGPU_ONLY("CUDA reports no per-page outcome of a prefetch");
   Mapping m(4 * kPage);
   EXPECT_EQ(prefetch({m.get(), m.size()}, cpu).not_present, 4U);
   EXPECT_EQ(summarize(residency({m.get(), m.size()}, dev())).unpopulated, 4U);
@@ -56,6 +57,7 @@ TEST_P(Prefetch, UnpopulatedPages) {
 // A range applies to the pages it overlaps: 2 bytes across a page
 // boundary move two pages, and nothing else.
 TEST_P(Prefetch, RoundsToOverlappingPages) {
+  UVM_HMMGPU_ONLY("CUDA reports no per-page residency");
   managed_vector<char> v(6 * kPage, 'a');
   const memory_range r(v.data() + 2 * kPage - 1, 2);
   EXPECT_EQ(prefetch(r, dev()).migrated, 2U);
@@ -70,6 +72,7 @@ TEST_P(Prefetch, RoundsToOverlappingPages) {
 
 // The error_code form reports instead of throwing.
 TEST_P(Prefetch, ErrorCodeForm) {
+  UVM_NEEDS_PAGEABLE();
   Mapping m(2 * kPage);
   std::error_code ec = errc::busy;
   const prefetch_result ok = prefetch({m.get(), m.size()}, dev(), ec);
@@ -86,13 +89,13 @@ TEST_P(Prefetch, ErrorCodeForm) {
 // Unmapped memory: EFAULT as bad_address, naming the operation, the
 // range, the device and the first unmapped page.
 TEST_P(Prefetch, UnmappedMemoryNamesThePage) {
+  UVM_NEEDS_PAGEABLE();
   Mapping m(8 * kPage);
   char* hole = m.get() + 5 * kPage;
   ASSERT_EQ(::munmap(hole, kPage), 0);
   const memory_range r(m.get(), m.size());
-  const std::string dev_name = "hmmgpu" + std::to_string(dev().index());
   EXPECT_TRUE(throws_error([&] { (void)prefetch(r, dev()); }, errc::bad_address,
-                           {"prefetch to " + dev_name + " of " + to_string(r) + ": the page at " +
+                           {"prefetch to " + dev_name() + " of " + to_string(r) + ": the page at " +
                             hex(hole) + " is not mapped in this process"}));
   try {
     (void)prefetch(r, cpu);
@@ -129,6 +132,7 @@ TEST_P(Prefetch, OnAStream) {
 // The end of the user address space is the driver's to check: beyond it
 // is an invalid range.
 TEST_P(Prefetch, OutsideUserSpace) {
+  UVM_HMMGPU_ONLY("the end of the user address space is the hmmgpu driver's to check");
   // NOLINTNEXTLINE(performance-no-int-to-ptr)
   const auto* high = reinterpret_cast<const char*>(std::uintptr_t{1} << 56);
   EXPECT_TRUE(throws_error(
@@ -189,23 +193,29 @@ TEST_P(Prefetch, DeviceNotOpen) {
       throws_error([&] { advise(v, advice::preferred_location, nowhere); }, errc::no_device));
 }
 
-INSTANTIATE_TEST_SUITE_P(All, Prefetch, ::testing::ValuesIn(migrate_devices()), param_name);
+INSTANTIATE_TEST_SUITE_P(All, Prefetch, ::testing::ValuesIn(or_absent(migrate_devices())),
+                         param_name);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Prefetch);
 
-// Prefetch from one device to another that is not its peer (a sysram
-// device, or any device before uapi 1.4) moves every page, through the
-// CPU: the source sends them to system memory.
+// Prefetch from one hmmgpu device to another that is not its peer (a
+// sysram device, or any device before uapi 1.4) moves every page, through
+// the CPU: the source sends them to system memory.
 TEST(PrefetchBetweenDevices, NonPeersGoThroughTheCpu) {
   std::optional<device> a;
   std::optional<device> b;
-  const auto devs = migrate_devices();
+  std::vector<device_summary> devs;
+  for (const auto& s : migrate_devices()) {
+    if (s.provider() == provider::hmmgpu) {
+      devs.push_back(s);
+    }
+  }
   for (const auto& x : devs) {
     for (const auto& y : devs) {
       if (x.index == y.index || a) {
         continue;
       }
-      device dx(x.index);
-      device dy(y.index);
+      device dx(x);
+      device dy(y);
       if (!dy.can_access_peer(dx)) {
         a.emplace(std::move(dx));
         b.emplace(std::move(dy));
@@ -280,6 +290,7 @@ class Advice : public DeviceTest {
 // Preferred location CPU: the device maps system memory instead of
 // migrating; once unset, its first touch migrates again.
 TEST_P(Advice, PreferredCpuThenUnset) {
+  UVM_HMMGPU_ONLY("CUDA reports no device mappings");
   managed_vector<std::uint32_t> v(8 * kPage / 4, 1);
   advise(v, advice::preferred_location, cpu);
   auto runs = touch(v);
@@ -298,6 +309,7 @@ TEST_P(Advice, PreferredCpuThenUnset) {
 // Preferred location the device: its faults migrate the pages even with
 // the module's fault_migrate off.
 TEST_P(Advice, PreferredDeviceMigratesWithoutFaultMigrate) {
+  UVM_HMMGPU_ONLY("hmmgpu.ko's fault_migrate parameter");
   hmmgpu::test::ParamOverride policy("fault_migrate", "N");
   ASSERT_TRUE(policy.ok());
   managed_vector<std::uint32_t> plain(4 * kPage / 4, 1);
@@ -311,6 +323,7 @@ TEST_P(Advice, PreferredDeviceMigratesWithoutFaultMigrate) {
 // Accessed-by this device: pages stay in system memory and are mapped
 // there; once unset, first touch migrates again.
 TEST_P(Advice, AccessedByThenUnset) {
+  UVM_HMMGPU_ONLY("CUDA reports no device mappings");
   managed_vector<std::uint32_t> v(8 * kPage / 4, 5);
   advise(v, advice::accessed_by, dev());
   const device_counters before = dev().counters();
@@ -329,6 +342,7 @@ TEST_P(Advice, AccessedByThenUnset) {
 // Read-mostly is refused as not supported, saying why; so is the CPU as
 // an accessed-by processor; unmapped memory names the page.
 TEST_P(Advice, Errors) {
+  UVM_HMMGPU_ONLY("CUDA takes read-mostly advice (CudaProvider.ReadMostly)");
   Mapping m(4 * kPage);
   const memory_range r(m.get(), m.size());
   EXPECT_TRUE(throws_error([&] { advise(r, advice::read_mostly, dev()); }, errc::not_supported,
@@ -374,17 +388,20 @@ TEST_P(Advice, RangeAttributes) {
   EXPECT_FALSE(range_attributes(v).preferred_location);
   advise(v, advice::unset_accessed_by, dev());
   EXPECT_TRUE(range_attributes(v).accessed_by.empty());
-  Mapping m(2 * kPage);
-  ASSERT_EQ(::munmap(m.get() + kPage, kPage), 0);
-  EXPECT_TRUE(throws_error(
-      [&] {
-        (void)range_attributes({m.get(), 2 * kPage});
-      },
-      errc::bad_address));
   EXPECT_TRUE(throws_error([&] { (void)range_attributes(memory_range()); }, errc::invalid_range));
+  if (dev().properties().pageable_memory_access) {
+    Mapping m(2 * kPage);
+    ASSERT_EQ(::munmap(m.get() + kPage, kPage), 0);
+    EXPECT_TRUE(throws_error(
+        [&] {
+          (void)range_attributes({m.get(), 2 * kPage});
+        },
+        errc::bad_address));
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, Advice, ::testing::ValuesIn(compute_devices()), param_name);
+INSTANTIATE_TEST_SUITE_P(All, Advice, ::testing::ValuesIn(or_absent(compute_devices())),
+                         param_name);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Advice);
 
 class Residency : public DeviceTest {};
@@ -431,7 +448,11 @@ TEST_P(Residency, ManyRuns) {
   EXPECT_EQ(s.cpu, 300U);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, Residency, ::testing::ValuesIn(migrate_devices()), param_name);
+// hmmgpu's per-page residency (CUDA has none: CudaProvider.LastPrefetchLocation).
+INSTANTIATE_TEST_SUITE_P(All, Residency,
+                         ::testing::ValuesIn(or_absent(only(migrate_devices(), provider::hmmgpu),
+                                                       {provider::hmmgpu})),
+                         param_name);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Residency);
 
 }  // namespace

@@ -141,11 +141,48 @@ TEST(Location, ValuesCompareAndPrint) {
   EXPECT_EQ(os.str(), "hmmgpu1");
 }
 
+// A CUDA device is a location of its own: cudaN is not hmmgpuN, and CUDA
+// devices order after the hmmgpu devices.
+TEST(Location, CudaDevices) {
+  constexpr uvm::location c1 = uvm::location::of_device(uvm::provider::cuda, 1);
+  static_assert(c1.is_device() && c1.device_index() == 1);
+  static_assert(c1.provider() == uvm::provider::cuda);
+  static_assert(uvm::location::of_device(3).provider() == uvm::provider::hmmgpu);
+  static_assert(uvm::location::of_device(uvm::provider::hmmgpu, 3) == uvm::location::of_device(3));
+  EXPECT_NE(c1, uvm::location::of_device(1));
+  EXPECT_LT(uvm::location::of_device(65535), uvm::location::of_device(uvm::provider::cuda, 0));
+  EXPECT_LT(uvm::location(uvm::cpu), uvm::location::of_device(uvm::provider::cuda, 0));
+  EXPECT_LT(c1, uvm::location::of_device(uvm::provider::cuda, 2));
+  EXPECT_EQ(uvm::to_string(c1), "cuda1");
+  EXPECT_STREQ(uvm::to_string(uvm::provider::cuda), "cuda");
+  EXPECT_STREQ(uvm::to_string(uvm::provider::hmmgpu), "hmmgpu");
+  EXPECT_EQ(uvm::location::of_device(uvm::provider::cuda, 65535).device_index(), 65535U);
+}
+
+// Residency summaries keep each provider's devices apart.
+TEST(Location, SummaryPerProvider) {
+  const auto p = page();
+  const auto* base =
+      reinterpret_cast<const char*>(0x10000 * p);  // NOLINT(performance-no-int-to-ptr)
+  std::vector<uvm::residency_run> runs(3);
+  runs[0].pages = {base, 2 * p};
+  runs[0].where = uvm::location::of_device(1);
+  runs[1].pages = {base + 2 * p, 3 * p};
+  runs[1].where = uvm::location::of_device(uvm::provider::cuda, 1);
+  runs[2].pages = {base + 5 * p, p};
+  const uvm::residency_summary s = uvm::summarize(runs);
+  EXPECT_EQ(s.at(uvm::location::of_device(1)), 2U);
+  EXPECT_EQ(s.at(uvm::location::of_device(uvm::provider::cuda, 1)), 3U);
+  EXPECT_EQ(s.at(uvm::location::of_device(uvm::provider::cuda, 0)), 0U);
+  EXPECT_EQ(s.unpopulated, 1U);
+}
+
 // The enums print their names.
 TEST(Names, EnumsPrint) {
   EXPECT_STREQ(uvm::to_string(uvm::backend::emu), "emu");
   EXPECT_STREQ(uvm::to_string(uvm::backend::sysram), "sysram");
   EXPECT_STREQ(uvm::to_string(uvm::backend::unknown), "unknown");
+  EXPECT_STREQ(uvm::to_string(uvm::backend::cuda), "cuda");
   EXPECT_STREQ(uvm::to_string(uvm::device_state::ready), "ready");
   EXPECT_STREQ(uvm::to_string(uvm::device_state::halted), "halted");
   EXPECT_STREQ(uvm::to_string(uvm::device_state::lost), "lost");
@@ -324,12 +361,59 @@ TEST(Event, NeverRecorded) {
   EXPECT_TRUE(a.query());
 }
 
-// Enumerating where no hmmgpu module is loaded gives nothing (on the
-// host) or the devices in order (anywhere else).
+// Enumerating where no hmmgpu module is loaded gives no hmmgpu device (on
+// the host), and any device in order: by provider, then by number.
 TEST(ListDevices, AscendingOrEmpty) {
   const auto devs = uvm::list_devices();
   for (std::size_t i = 1; i < devs.size(); i++) {
-    EXPECT_LT(devs[i - 1].index, devs[i].index);
+    EXPECT_LT(devs[i - 1].where(), devs[i].where());
+  }
+}
+
+// Without a CUDA device (no GPU, no driver, or a libuvm built without
+// CUDA) the CUDA provider lists none, says why, and opening one fails with
+// no_device and that reason; the library works on for hmmgpu devices.
+TEST(Providers, CudaWithoutDevice) {
+  const uvm::provider_info info = uvm::provider_status(uvm::provider::cuda);
+  EXPECT_EQ(info.provider, uvm::provider::cuda);
+  if (info.devices != 0) {
+    GTEST_SKIP() << "this machine has " << info.devices << " CUDA device(s)";
+  }
+  EXPECT_TRUE(info.reason.starts_with("no CUDA device: ")) << info.reason;
+  for (const auto& s : uvm::list_devices()) {
+    EXPECT_NE(s.backend, uvm::backend::cuda);
+  }
+  try {
+    uvm::device d(uvm::provider::cuda, 0);
+    FAIL() << "opened";
+  } catch (const uvm::error& e) {
+    EXPECT_EQ(e.code(), uvm::errc::no_device);
+    EXPECT_NE(std::string(e.what()).find("there is no cuda0: " + info.reason), std::string::npos)
+        << e.what();
+    EXPECT_EQ(e.context().device, 0U);
+    EXPECT_EQ(e.context().provider, uvm::provider::cuda);
+  }
+  std::vector<int> v(100);
+  try {
+    (void)uvm::prefetch(v, uvm::location::of_device(uvm::provider::cuda, 0));
+    FAIL() << "no error";
+  } catch (const uvm::error& e) {
+    EXPECT_EQ(e.code(), uvm::errc::no_device);
+    EXPECT_NE(std::string(e.what()).find("uvm::device(uvm::provider::cuda, 0)"), std::string::npos)
+        << e.what();
+  }
+  // Managed memory is the process's own without an open CUDA device.
+  uvm::managed_vector<int> m(1000, 3);
+  EXPECT_EQ(m[999], 3);
+}
+
+// The hmmgpu provider without hmmgpu.ko says so.
+TEST(Providers, HmmgpuStatus) {
+  const uvm::provider_info info = uvm::provider_status(uvm::provider::hmmgpu);
+  EXPECT_TRUE(info.built);
+  EXPECT_EQ(info.devices == 0, !info.reason.empty());
+  if (info.devices == 0) {
+    EXPECT_NE(info.reason.find("hmmgpu.ko"), std::string::npos) << info.reason;
   }
 }
 

@@ -13,10 +13,13 @@
 namespace uvm::test {
 
 namespace {
+
+constexpr unsigned kAbsent = ~0U;
+
 std::vector<device_summary> devices_if(const std::function<bool(const device_properties&)>& pred) {
   std::vector<device_summary> out;
   for (const auto& s : list_devices()) {
-    device d(s.index);
+    device d(s);
     if (pred(d.properties())) {
       out.push_back(s);
     }
@@ -41,6 +44,52 @@ std::vector<device_summary> devices_of(backend b) {
     }
   }
   return out;
+}
+
+std::vector<device_summary> devices_of(provider p) {
+  std::vector<device_summary> out;
+  for (const auto& s : list_devices()) {
+    if (s.provider() == p) {
+      out.push_back(s);
+    }
+  }
+  return out;
+}
+
+std::vector<device_summary> only(std::vector<device_summary> devs, provider p) {
+  std::erase_if(devs, [p](const device_summary& s) { return s.provider() != p; });
+  return devs;
+}
+
+std::vector<device_summary> or_absent(std::vector<device_summary> devs,
+                                      const std::vector<provider>& of) {
+  for (provider p : of) {
+    const provider_info info = provider_status(p);
+    if (info.devices == 0) {
+      device_summary s;
+      s.index = kAbsent;
+      s.backend = p == provider::cuda ? backend::cuda : backend::unknown;
+      s.name = info.reason;
+      devs.push_back(s);
+    }
+  }
+  return devs;
+}
+
+bool is_absent(const device_summary& s) { return s.index == kAbsent; }
+
+void DeviceTest::SetUp() {
+  if (is_absent(GetParam())) {
+    GTEST_SKIP() << GetParam().name;
+  }
+  dev_.emplace(GetParam());
+  if (is_cuda()) {
+    const memory_info m = dev_->memory();
+    if (m.free < kCudaFreeNeeded) {
+      GTEST_SKIP() << dev_name() << " has " << (m.free >> 20) << " MiB free, fewer than the "
+                   << (kCudaFreeNeeded >> 20) << " MiB the test wants";
+    }
+  }
 }
 
 std::uint64_t fnv1a(const void* p, std::size_t n) {
@@ -100,11 +149,22 @@ std::string hex(const void* p) {
 }
 
 std::string param_name(const ::testing::TestParamInfo<device_summary>& p) {
-  return "hmmgpu" + std::to_string(p.param.index) + "_" + to_string(p.param.backend);
+  const std::string provider = to_string(p.param.provider());
+  if (is_absent(p.param)) {
+    return provider + "_absent";
+  }
+  if (p.param.provider() == uvm::provider::cuda) {
+    return provider + std::to_string(p.param.index);
+  }
+  return provider + std::to_string(p.param.index) + "_" + to_string(p.param.backend);
 }
 
 }  // namespace uvm::test
 
 void uvm::PrintTo(const device_summary& s, std::ostream* os) {
-  *os << s.path.string() << " (" << s.name << ", " << to_string(s.backend) << ")";
+  if (uvm::test::is_absent(s)) {
+    *os << to_string(s.provider()) << " absent: " << s.name;
+    return;
+  }
+  *os << to_string(s.where()) << " (" << s.name << ", " << to_string(s.backend) << ")";
 }

@@ -1,28 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0
-// Internals of libuvm shared by its source files: the open device behind a
-// uvm::device (device_impl), the registry of open devices that resolves a
-// device location, the stream machinery, and the error helpers. Only the
-// implementation includes the kernel's uapi header.
+// Internals of libuvm shared by its source files: the provider interface
+// (provider_impl, the kinds of driver: hmmgpu.cpp and cuda/), the open
+// device behind a uvm::device (device_impl, one subclass per provider),
+// the registry of open devices that resolves a device location, the
+// stream machinery, and the error helpers.
+//
+// The public functions (device.cpp, hints.cpp, kernels.cpp, memory.cpp,
+// stream.cpp) validate their arguments, pick the device and call the
+// device_impl; everything that talks to a driver is in a provider. Only
+// hmmgpu.cpp includes the kernel's uapi header, only cuda/ the CUDA
+// headers.
 #pragma once
 
 #include <sys/types.h>
-#include <uapi/hmmgpu.h>
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <exception>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <new>
-#include <shared_mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <system_error>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "uvm/device.hpp"
 #include "uvm/error.hpp"
@@ -47,16 +57,22 @@ enum class call {
   get_advice
 };
 
+// "hmmgpuN" or "cudaN".
+std::string device_name(provider p, unsigned index);
+
 // Describes what `ctx` was about: "prefetch to hmmgpu1 of [a, b) on hmmgpu1".
 std::string describe(const error_context& ctx);
 
 // Throws uvm::error with `code`, its context and why.
 [[noreturn]] void fail(std::error_code code, const error_context& ctx, const std::string& why);
 
-// Throws the uvm::error for errno `err` returned by driver call `c`; `why`
-// replaces the default explanation when not empty.
+// Throws the uvm::error for errno `err` returned by hmmgpu driver call `c`;
+// `why` replaces the default explanation when not empty.
 [[noreturn]] void fail_errno(int err, call c, const error_context& ctx,
                              const std::string& why = {});
+
+// "%#lx" of an address.
+std::string hex(std::uintptr_t a);
 
 // The name of enumerator `e` of an enum numbered from 0, from `names` in
 // declaration order; "unknown" for a value out of range.
@@ -93,49 +109,160 @@ struct access {
   }
 };
 
-// An open /dev/hmmgpuN. Shared by the uvm::device that opened it and by
-// the streams and queued work that use it; close() ends it for all.
+// One of the kernels of uvm/kernels.hpp.
+enum class kernel {
+  fill_u32,
+  copy,
+  axpy_f32,
+  scale_f32,
+  increment_u32,
+  sum_f32,
+  sum_u64,
+  checksum
+};
+
+// A kernel and its operands, in the device's terms: x is the operand it
+// writes (when it writes one), y the second operand. axpy computes
+// x = scalar * y + x, copy copies y to x. Scalars travel as bits: an f32
+// in the low 32 bits.
+struct kernel_args {
+  kernel k = kernel::fill_u32;
+  const char* name = "";
+  std::size_t element = 1;  // bytes per element
+  memory_range x;           // operand x (its size is count * element)
+  memory_range y;           // operand y, of a kernel with one
+  bool has_y = false;
+  std::uint64_t scalar = 0;
+};
+
+// What a provider keeps per uvm::stream (a CUDA stream, say): made by
+// device_impl::make_queue, used only from the stream's thread.
+class queue {
+ public:
+  queue() = default;
+  virtual ~queue() = default;
+  queue(const queue&) = delete;
+  queue& operator=(const queue&) = delete;
+  queue(queue&&) = delete;
+  queue& operator=(queue&&) = delete;
+};
+
+// An open device of a provider. Shared by the uvm::device that opened it
+// and by the streams and queued work that use it; close() ends it for all.
+// The members that reach the driver throw errc::device_closed once closed
+// and errc::wrong_process in a child of the opener.
 class device_impl {
  public:
-  // Opens /dev/hmmgpu`index` and reads its properties; throws uvm::error.
-  static std::shared_ptr<device_impl> open(unsigned index);
-  ~device_impl();
   device_impl(const device_impl&) = delete;
   device_impl& operator=(const device_impl&) = delete;
   device_impl(device_impl&&) = delete;
   device_impl& operator=(device_impl&&) = delete;
+  virtual ~device_impl() = default;
 
   [[nodiscard]] unsigned index() const noexcept { return props_.index; }
+  [[nodiscard]] provider kind() const noexcept { return props_.provider(); }
+  [[nodiscard]] location where() const noexcept { return location::of_device(kind(), index()); }
+  // "hmmgpuN" or "cudaN".
+  [[nodiscard]] std::string name() const { return device_name(kind(), index()); }
   [[nodiscard]] const device_properties& props() const noexcept { return props_; }
-  [[nodiscard]] bool is_open() const noexcept;
-  [[nodiscard]] std::string sysfs(const char* attr) const;
+  // An error context of `operation` naming this device.
+  [[nodiscard]] error_context context(std::string operation) const;
+  // Sets the device of `ctx` to this one.
+  void name_in(error_context& ctx) const noexcept;
 
-  // ioctl(fd, req, arg), retrying EINTR: 0 or the errno. Throws
-  // errc::device_closed once closed, errc::wrong_process in a child.
-  int ioctl(unsigned long req, void* arg, const error_context& ctx) const;
-  // ioctl() that throws fail_errno(err, c, ctx) for any error.
-  void ioctl_or_throw(unsigned long req, void* arg, call c, const error_context& ctx) const;
   // Throws errc::wrong_process in a child of the opener.
   void check_process(const error_context& ctx) const;
   // Throws errc::not_supported naming the device when it lacks `cap`.
   void require(capability cap, const error_context& ctx) const;
-
-  void close() noexcept;
   // The next hardware stream, round robin.
   unsigned next_hardware_stream() noexcept;
 
-  explicit device_impl(int fd, pid_t owner) : fd_(fd), owner_(owner) {}
+  [[nodiscard]] virtual bool is_open() const noexcept = 0;
+  virtual void close() noexcept = 0;
+  // The device as error messages name it: "hmmgpu1 (sysram, uapi 1.4)".
+  [[nodiscard]] virtual std::string describe() const = 0;
+
+  [[nodiscard]] virtual memory_info memory(const error_context& ctx) const = 0;
+  // device_state::lost once gone; throws device_closed.
+  [[nodiscard]] virtual device_state state(const error_context& ctx) const = 0;
+  [[nodiscard]] virtual device_counters counters(const error_context& ctx) const = 0;
+  [[nodiscard]] virtual std::chrono::nanoseconds ping(unsigned count,
+                                                      const error_context& ctx) const = 0;
+  // Whether `other` (a device of the same provider) is a peer.
+  [[nodiscard]] virtual bool can_access_peer(const device_impl& other) const = 0;
+
+  // The provider's state for a new stream of hardware stream `hw`.
+  [[nodiscard]] virtual std::unique_ptr<queue> make_queue(unsigned hw) = 0;
+
+  // Moves the pages of the non-empty, checked `range` to `to` (the CPU or
+  // this device) and waits; on `q`, a queue of this device, when not null.
+  virtual prefetch_result prefetch(location to, const memory_range& range, queue* q,
+                                   const error_context& ctx) = 0;
+  // Sets advice `a` (validated) for the non-empty, checked `range`; `loc`
+  // is the CPU or this device.
+  virtual void advise(const memory_range& range, advice a, location loc, error_context ctx) = 0;
+  // The runs of the non-empty, checked `range` as this device sees them.
+  virtual std::vector<residency_run> residency(const memory_range& range, error_context ctx) = 0;
+  // The advice of the non-empty, checked `range`.
+  virtual range_advice range_attributes(const memory_range& range, error_context ctx) = 0;
+  // Runs `a` (validated, not empty) on `q` (a queue of this device) and
+  // returns its result (the uapi's: sums as their bits), or throws.
+  virtual std::uint64_t run_kernel(queue& q, unsigned hw, const kernel_args& a,
+                                   const error_context& ctx) = 0;
+
+ protected:
+  explicit device_impl(pid_t owner) : owner_(owner) {}
+  device_properties props_;  // set by the provider's open, fixed afterwards
 
  private:
-  mutable std::shared_mutex mu_;  // held shared by calls, exclusive by close()
-  int fd_;                        // -1 once closed; under mu_
   pid_t owner_;
-  device_properties props_;
   std::atomic<unsigned> next_stream_{0};
 };
 
-// The open device of this process with number `index`, or null.
-std::shared_ptr<device_impl> find_device(unsigned index);
+// A kind of driver: enumerates and opens its devices, and may allocate
+// the process's managed memory.
+class provider_impl {
+ public:
+  provider_impl() = default;
+  provider_impl(const provider_impl&) = delete;
+  provider_impl& operator=(const provider_impl&) = delete;
+  provider_impl(provider_impl&&) = delete;
+  provider_impl& operator=(provider_impl&&) = delete;
+  virtual ~provider_impl() = default;
+
+  [[nodiscard]] virtual provider kind() const noexcept = 0;
+  // Its devices in ascending order; empty when it has none.
+  [[nodiscard]] virtual std::vector<device_summary> list() = 0;
+  // Whether it has devices, and why not.
+  [[nodiscard]] virtual provider_info status() = 0;
+  // Opens device `index`; throws errc::no_device saying why when there is none.
+  [[nodiscard]] virtual std::shared_ptr<device_impl> open(unsigned index) = 0;
+  // Managed memory of `bytes` (whole pages) when this provider allocates the
+  // process's managed memory now, else null; throws std::bad_alloc.
+  [[nodiscard]] virtual void* allocate_managed(std::size_t /*bytes*/) { return nullptr; }
+  // Frees `p` when allocate_managed() returned it: true; false otherwise.
+  virtual bool free_managed(void* /*p*/) noexcept { return false; }
+};
+
+// Whether properties `p` have capability `c`, and the bit of `c` in
+// device_properties::capability_bits (hmmgpu's HMMGPU_CAP_*; 0 for
+// peer_access, which is peer_mask != 0).
+bool capability_bit(const device_properties& p, capability c) noexcept;
+std::uint32_t capability_mask(capability c) noexcept;
+
+// The providers: hmmgpu first, then CUDA (its stand-in when libuvm is built
+// without it). Each lives until exit.
+provider_impl& hmmgpu_provider();
+provider_impl& cuda_provider();
+std::array<provider_impl*, 2> providers();
+provider_impl& provider_of(provider p);
+
+// Adds an opened device to the registry of open devices.
+void add_to_registry(const std::shared_ptr<device_impl>& d);
+// The open device of this process at `loc` (a device), or null.
+std::shared_ptr<device_impl> find_device(location loc);
+// Whether some device of provider `p` is open in this process.
+bool any_open(provider p);
 // An open device that can migrate (else any open device), or null;
 // `prefer` when it is open.
 std::shared_ptr<device_impl> any_device(const std::shared_ptr<device_impl>& prefer = nullptr);
@@ -146,15 +273,6 @@ std::shared_ptr<device_impl> some_device(const error_context& ctx,
                                          const std::shared_ptr<device_impl>& prefer = nullptr);
 // The impl of a uvm::device, or throws errc::device_closed.
 const std::shared_ptr<device_impl>& impl_of(const device& d, const char* operation);
-
-// HMMGPU_IOCTL_RESIDENCY over the page-aligned `pages`, in as many calls as
-// it takes, calling on_run for each run: 0 or the errno that ended it;
-// `stop` is where the report stopped (for EFAULT, the unmapped page).
-int query_residency(const device_impl& dev, const memory_range& pages, const error_context& ctx,
-                    const std::function<void(const hmmgpu_run&)>& on_run, std::uintptr_t& stop);
-
-// The address of the first page of `r` that is not mapped, if `dev` can tell.
-std::optional<std::uintptr_t> first_unmapped(const device_impl& dev, const memory_range& r);
 
 // A mark in a stream (uvm::event): completed by the stream's thread.
 struct marker {
@@ -226,6 +344,8 @@ class stream_impl {
   [[nodiscard]] bool query();
   [[nodiscard]] const std::shared_ptr<device_impl>& dev() const noexcept { return dev_; }
   [[nodiscard]] unsigned hardware_stream() const noexcept { return hw_; }
+  // The provider's state of this stream; used by its thread only.
+  [[nodiscard]] queue& provider_queue() const noexcept { return *queue_state_; }
   [[nodiscard]] std::string name() const;
 
  private:
@@ -233,6 +353,7 @@ class stream_impl {
 
   std::shared_ptr<device_impl> dev_;
   unsigned hw_;
+  std::unique_ptr<queue> queue_state_;
   pid_t owner_;
   std::mutex mu_;
   std::condition_variable work_cv_;  // work queued, or stopping

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-// uvm::errc, its category, uvm::error, and the explanations of the
-// driver's errno values per call (driver/include/uapi/hmmgpu.h).
+// uvm::errc, its category, uvm::error, and the explanations of the hmmgpu
+// driver's errno values per call (driver/include/uapi/hmmgpu.h). The CUDA
+// provider explains CUDA's errors itself (cuda/cuda.cpp).
 #include "uvm/error.hpp"
 
 #include <array>
@@ -96,13 +97,18 @@ error::error(std::error_code ec, const std::string& what, error_context context)
       context_(std::make_shared<const error_context>(std::move(context))) {}
 
 namespace detail {
-namespace {
 
 std::string hex(std::uintptr_t a) {
   std::array<char, 32> buf{};
   std::snprintf(buf.data(), buf.size(), "%#lx", static_cast<unsigned long>(a));
   return buf.data();
 }
+
+std::string device_name(provider p, unsigned index) {
+  return std::string(to_string(p)) + std::to_string(index);
+}
+
+namespace {
 
 std::error_code code_of(int err) {
   switch (err) {
@@ -207,7 +213,7 @@ std::string describe(const error_context& ctx) {
   }
   // The device, unless the operation already names it ("prefetch to hmmgpu1").
   if (ctx.device) {
-    const std::string dev = "hmmgpu" + std::to_string(*ctx.device);
+    const std::string dev = device_name(ctx.provider, *ctx.device);
     if (ctx.operation.find(dev) == std::string::npos) {
       s += " on " + dev;
     }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-// uvm::managed_resource: page-aligned anonymous mappings, advised at
-// allocation.
+// uvm::managed_resource: page-aligned anonymous mappings (or a provider's
+// managed memory, CUDA's), advised at allocation.
 #include "uvm/memory.hpp"
 
 #include <sys/mman.h>
@@ -25,6 +25,30 @@ std::size_t round_to_pages(std::size_t bytes) {
   return (bytes + ps - 1) & ~(ps - 1);
 }
 
+// `len` bytes from the provider that allocates managed memory now, or an
+// anonymous mapping.
+void* allocate_pages(std::size_t len) {
+  for (detail::provider_impl* p : detail::providers()) {
+    if (void* m = p->allocate_managed(len)) {
+      return m;
+    }
+  }
+  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    throw std::bad_alloc();
+  }
+  return p;
+}
+
+void free_pages(void* p, std::size_t len) noexcept {
+  for (detail::provider_impl* prov : detail::providers()) {
+    if (prov->free_managed(p)) {
+      return;
+    }
+  }
+  ::munmap(p, len);
+}
+
 }  // namespace
 
 managed_resource::managed_resource(allocation_advice advice) : advice_(std::move(advice)) {}
@@ -34,10 +58,7 @@ void* managed_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
     throw std::bad_alloc();
   }
   const std::size_t len = round_to_pages(bytes);
-  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) {
-    throw std::bad_alloc();
-  }
+  void* p = allocate_pages(len);
   try {
     const memory_range r(p, len);
     if (advice_.preferred_location) {
@@ -47,7 +68,7 @@ void* managed_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
       advise(r, advice::accessed_by, l);
     }
   } catch (...) {
-    ::munmap(p, len);
+    free_pages(p, len);
     throw;
   }
   return p;
@@ -55,7 +76,7 @@ void* managed_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
 
 void managed_resource::do_deallocate(void* p, std::size_t bytes, std::size_t /*alignment*/) {
   if (p != nullptr) {
-    ::munmap(p, round_to_pages(bytes));
+    free_pages(p, round_to_pages(bytes));
   }
 }
 

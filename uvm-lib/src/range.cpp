@@ -41,8 +41,11 @@ std::string to_string(const memory_range& r) {
 
 std::ostream& operator<<(std::ostream& os, const memory_range& r) { return os << to_string(r); }
 
+const char* to_string(provider p) noexcept { return p == provider::cuda ? "cuda" : "hmmgpu"; }
+
 std::string to_string(const location& l) {
-  return l.is_cpu() ? std::string("cpu") : "hmmgpu" + std::to_string(l.device_index());
+  return l.is_cpu() ? std::string("cpu")
+                    : to_string(l.provider()) + std::to_string(l.device_index());
 }
 
 std::ostream& operator<<(std::ostream& os, const location& l) { return os << to_string(l); }

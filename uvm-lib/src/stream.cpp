@@ -34,7 +34,11 @@ bool marker::is_done() noexcept {
 }
 
 stream_impl::stream_impl(std::shared_ptr<device_impl> dev, unsigned hardware_stream)
-    : dev_(std::move(dev)), hw_(hardware_stream), owner_(::getpid()), thread_([this] { work(); }) {}
+    : dev_(std::move(dev)),
+      hw_(hardware_stream),
+      queue_state_(dev_->make_queue(hw_)),
+      owner_(::getpid()),
+      thread_([this] { work(); }) {}
 
 stream_impl::~stream_impl() {
   {
@@ -48,12 +52,12 @@ stream_impl::~stream_impl() {
 }
 
 std::string stream_impl::name() const {
-  return "stream " + std::to_string(hw_) + " of hmmgpu" + std::to_string(dev_->index());
+  return "stream " + std::to_string(hw_) + " of " + dev_->name();
 }
 
 void stream_impl::check_process(const char* operation) const {
   if (::getpid() != owner_) {
-    fail(errc::wrong_process, {.operation = operation, .device = dev_->index()},
+    fail(errc::wrong_process, dev_->context(operation),
          "the stream was created by the parent process: streams must not be used in a child "
          "after fork()");
   }
@@ -169,7 +173,7 @@ std::shared_ptr<detail::stream_impl> make_stream(std::shared_ptr<detail::device_
 // The device of a new stream: open, and of this process.
 const std::shared_ptr<detail::device_impl>& stream_device(const device& dev) {
   const auto& d = detail::impl_of(dev, "stream");
-  const error_context ctx{.operation = "stream", .device = d->index()};
+  const error_context ctx = d->context("stream");
   d->check_process(ctx);
   if (!d->is_open()) {
     detail::fail(errc::device_closed, ctx, "the device was closed");
@@ -186,12 +190,12 @@ stream::stream(const device& dev) {
 
 stream::stream(const device& dev, unsigned hardware_stream) {
   const auto& d = stream_device(dev);
-  const error_context ctx{.operation = "stream", .device = d->index()};
+  const error_context ctx = d->context("stream");
   const unsigned n = d->props().streams;
   if (hardware_stream >= n) {
     detail::fail(errc::invalid_argument, ctx,
-                 "hardware stream " + std::to_string(hardware_stream) + " does not exist: hmmgpu" +
-                     std::to_string(d->index()) + " has " + std::to_string(n) +
+                 "hardware stream " + std::to_string(hardware_stream) +
+                     " does not exist: " + d->name() + " has " + std::to_string(n) +
                      (n == 1 ? " compute stream" : " compute streams") +
                      (n == 0 ? "" : " (0-" + std::to_string(n - 1) + ")"));
   }
@@ -250,6 +254,10 @@ std::future<void> stream::host_call(std::function<void()> fn) {
 
 unsigned stream::device_index() const {
   return detail::impl_of(*this, "device_index").dev()->index();
+}
+
+location stream::device_location() const {
+  return detail::impl_of(*this, "device_location").dev()->where();
 }
 
 unsigned stream::hardware_stream() const {

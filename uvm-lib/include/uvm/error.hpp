@@ -11,8 +11,10 @@
 /// The code of an error is a uvm::errc in uvm::error_category() when the
 /// library knows what it means for the operation, and otherwise the
 /// driver's or the C library's errno in `std::system_category()` (e.g.
-/// `ENOMEM`). Codes of both compare equal to the matching portable
-/// `std::errc` conditions:
+/// `ENOMEM`). CUDA errors map to uvm::errc (e.g.
+/// cudaErrorMemoryAllocation to `ENOMEM`, an illegal address to
+/// errc::device_failed), and the message names the CUDA error. Codes of both compare equal to the
+/// matching portable `std::errc` conditions:
 /// @code
 /// try {
 ///   uvm::advise(v, uvm::advice::read_mostly, gpu);
@@ -41,8 +43,9 @@ enum class errc {
   /// The uvm::device was closed (device::close()) or moved from.
   device_closed = 1,
   /// No such device: /dev/hmmgpuN does not exist (is hmmgpu.ko loaded?),
-  /// or a location names a device that no uvm::device of this process has
-  /// open.
+  /// there is no such CUDA device (or no CUDA driver, or libuvm was built
+  /// without CUDA), or a location names a device that no uvm::device of
+  /// this process has open.
   no_device,
   /// The device was removed (unbound) or lost; only closing it remains.
   /// (driver: ENODEV)
@@ -52,8 +55,9 @@ enum class errc {
   /// The device did not complete in time and was halted. (driver: ETIMEDOUT)
   timed_out,
   /// The device or the driver cannot do this: e.g. a sysram device runs
-  /// no kernels, read-mostly advice, a query the driver's uapi version
-  /// lacks. (driver: EOPNOTSUPP, ENOTTY)
+  /// no kernels, read-mostly advice on hmmgpu, a query the driver's uapi
+  /// version lacks, ordinary memory on a CUDA device without pageable
+  /// memory access. (driver: EOPNOTSUPP, ENOTTY)
   not_supported,
   /// Memory of the range is not mapped in this process, or not with the
   /// access the operation needs (e.g. a kernel writing read-only memory).
@@ -98,13 +102,16 @@ enum class errc {
 struct error_context {
   /// The operation, e.g. "prefetch", "advise(read_mostly)", "fill_u32".
   std::string operation{};
-  /// N of /dev/hmmgpuN the operation used, when it used one.
+  /// The number of the device the operation used, when it used one: N of
+  /// /dev/hmmgpuN, or the CUDA device ordinal (see `provider`).
   std::optional<unsigned> device{};
   /// The memory the operation applied to (as the caller gave it), when any.
   std::optional<memory_range> range{};
   /// A single address the error is about: the page a kernel faulted on,
   /// the first unmapped page of a range.
   std::optional<std::uintptr_t> address{};
+  /// The provider of `device`.
+  uvm::provider provider = uvm::provider::hmmgpu;
 };
 
 /// The exception the library throws: a `std::system_error` whose code is a

@@ -6,6 +6,14 @@
 /// Every function here applies to the pages that overlap its range (see
 /// uvm::memory_range) and takes any memory of the process. An empty range
 /// does nothing (and residency() of it is empty).
+///
+/// **On a CUDA device** they map to cudaMemPrefetchAsync(), cudaMemAdvise()
+/// and cudaMemRangeGetAttribute(s)(), on managed memory (uvm/memory.hpp)
+/// and, where the device has pageable memory access
+/// (device_properties::pageable_memory_access), on any memory; other
+/// memory is refused with errc::not_supported, saying why. CUDA reports
+/// no per-page outcome of a prefetch and no per-page residency: see
+/// prefetch_result and residency() for what stands in for them.
 #pragma once
 
 #include <cstddef>
@@ -28,6 +36,10 @@ class stream;
 /// Pages that could not move are not an error: the data stays correct
 /// where it is, and a later access moves or maps it. The counts say how
 /// many and why.
+///
+/// On a CUDA device, pages whose last prefetch (CUDA's
+/// cudaMemRangeAttributeLastPrefetchLocation) was to the destination count
+/// as `resident`, all others as `migrated`: CUDA does not say what moved.
 struct prefetch_result {
   std::size_t pages = 0;         ///< pages of the range
   std::size_t migrated = 0;      ///< moved by this prefetch
@@ -104,11 +116,14 @@ enum class advice {
   accessed_by,
   /// Forget device `loc` as an accessor.
   unset_accessed_by,
-  /// Not supported (errc::not_supported): read-only copies of a page on
-  /// several processors cannot be kept coherent, because the kernel cannot
-  /// tell the driver of the CPU's next write to such a page.
+  /// Read-only copies of the pages on the processors that read them
+  /// (cudaMemAdviseSetReadMostly) on a CUDA device (`loc` names the
+  /// device). Not supported on hmmgpu (errc::not_supported): read-only
+  /// copies of a page on several processors cannot be kept coherent,
+  /// because the kernel cannot tell the driver of the CPU's next write to
+  /// such a page.
   read_mostly,
-  /// Not supported (errc::not_supported), as read_mostly.
+  /// Forget read_mostly (CUDA only, as read_mostly).
   unset_read_mostly,
 };
 
@@ -125,8 +140,11 @@ enum class advice {
 /// @param a the advice
 /// @param loc uvm::cpu or a device (see each advice); a device must be open
 ///        in this process
+/// On a CUDA device, advice belongs to the memory and lasts until it is
+/// freed or unset, whatever devices are open.
+///
 /// @throws uvm::error errc::not_supported for read_mostly and
-///         unset_read_mostly (see advice::read_mostly), and for accessed_by
+///         unset_read_mostly on hmmgpu (see advice::read_mostly), and for accessed_by
 ///         and unset_accessed_by with the CPU (the CPU always reaches every
 ///         page through its own page tables);
 ///         errc::bad_address when part of the range is not mapped (the
@@ -162,6 +180,11 @@ struct residency_run {
 /// consecutive pages alike in address order. Nothing moves: the answer may
 /// be stale when it returns.
 ///
+/// On a CUDA device, which exposes no per-page residency, `where` is where
+/// the pages were last prefetched to (cudaMemRangeAttributeLastPrefetchLocation;
+/// empty when they never were, or CUDA cannot tell), `mapping` is
+/// device_mapping::none and `writable` false.
+///
 /// @return the runs covering range.pages(); empty for an empty range.
 /// @throws uvm::error errc::bad_address when a page of the range is not
 ///         mapped (the message names it); errc::invalid_range;
@@ -173,9 +196,10 @@ struct residency_run {
 
 /// Page counts of some residency runs by place.
 struct residency_summary {
-  std::size_t unpopulated = 0;         ///< pages not populated
-  std::size_t cpu = 0;                 ///< pages in system memory
-  std::vector<std::size_t> on_device;  ///< [N]: pages in /dev/hmmgpuN's VRAM
+  std::size_t unpopulated = 0;              ///< pages not populated
+  std::size_t cpu = 0;                      ///< pages in system memory
+  std::vector<std::size_t> on_device;       ///< [N]: pages in /dev/hmmgpuN's VRAM
+  std::vector<std::size_t> on_cuda_device;  ///< [N]: pages at CUDA device N
 
   /// Pages at `l`.
   [[nodiscard]] std::size_t at(location l) const noexcept;
@@ -192,7 +216,8 @@ struct range_advice {
   std::optional<location> preferred_location;
   /// The devices that are accessed-by devices of every page, ascending.
   std::vector<location> accessed_by;
-  /// Always false: read-mostly advice is not supported.
+  /// Whether every page is read-mostly (CUDA); always false on hmmgpu,
+  /// where read-mostly advice is not supported.
   bool read_mostly = false;
 };
 

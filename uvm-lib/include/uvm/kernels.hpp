@@ -31,6 +31,17 @@
 /// f32 arithmetic is IEEE 754 binary32, rounded per operation (no fused
 /// multiply-add), elements processed in ascending order.
 ///
+/// **On a CUDA device** the kernels are CUDA kernels with the same
+/// results, bit for bit: sum(float) and checksum, whose results depend on
+/// the order of the elements, run in one GPU thread. The memory is checked
+/// before the launch: managed memory, or with pageable memory access any
+/// memory mapped with the access the kernel needs; anything else fails
+/// the kernel with errc::bad_address (not mapped) or errc::not_supported
+/// (ordinary memory without pageable memory access) rather than faulting
+/// the device. A CUDA error while a kernel runs (an illegal address)
+/// leaves the device's context unusable: errc::device_failed, and the
+/// device reads device_state::halted.
+///
 /// @par Thread safety
 /// As enqueueing on a stream: safe from several threads at once. The
 /// memory must stay mapped, and must not be written by others, until the

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /// @file uvm/location.hpp
-/// @brief uvm::location: the CPU (system memory) or a device (its VRAM).
+/// @brief uvm::location: the CPU (system memory) or a device (its VRAM), and
+/// uvm::provider, the kind of driver behind a device.
 #pragma once
 
 #include <compare>
@@ -10,6 +11,15 @@
 namespace uvm {
 
 class device;
+
+/// The kind of driver behind a device: what the library talks to.
+enum class provider {
+  hmmgpu,  ///< the hmmgpu kernel module: device N is /dev/hmmgpuN
+  cuda,    ///< NVIDIA's driver through the CUDA runtime: device N is CUDA device N
+};
+
+/// "hmmgpu" or "cuda".
+[[nodiscard]] const char* to_string(provider p) noexcept;
 
 /// The type of uvm::cpu.
 struct cpu_t {
@@ -21,17 +31,18 @@ inline constexpr cpu_t cpu{};
 
 /// Where memory can be: the CPU (system memory) or a device (its VRAM).
 ///
-/// A value type naming the place, not a handle: a device location is the
-/// number N of /dev/hmmgpuN. Operations that need the device behind it
-/// (prefetch to it, advice naming it) use a uvm::device of this process
-/// that is open on that number, and fail with uvm::errc::no_device when
-/// there is none.
+/// A value type naming the place, not a handle: a device location is a
+/// provider and a device number in it: N of /dev/hmmgpuN, or the ordinal
+/// of a CUDA device. Operations that need the device behind it (prefetch
+/// to it, advice naming it) use a uvm::device of this process that is open
+/// on that device, and fail with uvm::errc::no_device when there is none.
 ///
 /// Implicitly constructible from uvm::cpu and from a uvm::device:
 /// @code
 /// uvm::device gpu(0);
 /// uvm::location a = gpu, b = uvm::cpu;
 /// assert(a != b && a == uvm::location::of_device(0));
+/// assert(uvm::location::of_device(uvm::provider::cuda, 0) != a);  // cuda0 is not hmmgpu0
 /// @endcode
 ///
 /// @par Thread safety
@@ -47,8 +58,12 @@ class location {
 
   /// The device /dev/hmmgpu`index`.
   [[nodiscard]] static constexpr location of_device(unsigned index) noexcept {
+    return of_device(uvm::provider::hmmgpu, index);
+  }
+  /// Device `index` of provider `p` (0 to 65535).
+  [[nodiscard]] static constexpr location of_device(uvm::provider p, unsigned index) noexcept {
     location l;
-    l.device_ = static_cast<int>(index);
+    l.device_ = static_cast<int>((index & kIndexMask) | (p == uvm::provider::cuda ? kCudaBit : 0U));
     return l;
   }
 
@@ -56,12 +71,19 @@ class location {
   [[nodiscard]] constexpr bool is_cpu() const noexcept { return device_ < 0; }
   /// True for a device.
   [[nodiscard]] constexpr bool is_device() const noexcept { return device_ >= 0; }
-  /// N of the device's /dev/hmmgpuN; meaningful only when is_device().
+  /// The device's number in its provider: N of /dev/hmmgpuN, or the CUDA
+  /// device ordinal; meaningful only when is_device().
   [[nodiscard]] constexpr unsigned device_index() const noexcept {
-    return static_cast<unsigned>(device_);
+    return static_cast<unsigned>(device_) & kIndexMask;
+  }
+  /// The provider of the device; meaningful only when is_device().
+  [[nodiscard]] constexpr uvm::provider provider() const noexcept {
+    return (static_cast<unsigned>(device_) & kCudaBit) != 0 ? uvm::provider::cuda
+                                                            : uvm::provider::hmmgpu;
   }
 
-  /// Same place. The CPU orders before every device, devices by number.
+  /// Same place. The CPU orders before every device, hmmgpu devices
+  /// before CUDA devices, and devices of a provider by number.
   friend constexpr bool operator==(const location&, const location&) noexcept = default;
   /// See operator==.
   // NOLINTBEGIN(modernize-use-nullptr): a clang-tidy 14 false positive
@@ -70,10 +92,12 @@ class location {
   // NOLINTEND(modernize-use-nullptr)
 
  private:
-  int device_ = -1;
+  static constexpr unsigned kIndexMask = 0xffff;
+  static constexpr unsigned kCudaBit = 0x10000;
+  int device_ = -1;  // -1: the CPU; else the index, with kCudaBit for CUDA
 };
 
-/// "cpu" or "hmmgpuN".
+/// "cpu", "hmmgpuN" or "cudaN".
 [[nodiscard]] std::string to_string(const location& l);
 /// Writes to_string(l).
 std::ostream& operator<<(std::ostream& os, const location& l);

@@ -11,6 +11,14 @@
 /// (so a prefetch or advice of one allocation never moves another's data),
 /// optionally advised at allocation time (see managed_resource).
 ///
+/// **CUDA.** While a CUDA device and no hmmgpu device is open in the
+/// process, allocations are CUDA managed memory instead
+/// (cudaMallocManaged(), page-aligned, whole pages): the memory every CUDA
+/// device can use, with or without pageable memory access. (hmmgpu
+/// devices cannot move CUDA's managed memory: a process using both kinds
+/// of device gets anonymous mappings, which CUDA devices use where they
+/// have pageable memory access.) Open the device before allocating.
+///
 /// @code
 /// uvm::device gpu(0);
 /// uvm::managed_vector<float> v(1 << 20, 1.0F);        // page-aligned, on the CPU
@@ -43,10 +51,10 @@ struct allocation_advice {
   std::vector<location> accessed_by;
 };
 
-/// A memory resource of page-aligned anonymous mappings, each allocation
-/// its own mapping of whole pages, advised at allocation when the resource
-/// has advice. Derives from `std::pmr::memory_resource`, so it also serves
-/// `std::pmr` containers; uvm::managed_allocator is its typed front end.
+/// A memory resource of page-aligned anonymous mappings (or CUDA managed
+/// memory, see above), each allocation its own mapping of whole pages,
+/// advised at allocation when the resource has advice. Derives from `std::pmr::memory_resource`, so
+/// it also serves `std::pmr` containers; uvm::managed_allocator is its typed front end.
 ///
 /// Allocation throws `std::bad_alloc` when the mapping fails, and
 /// uvm::error when the advice fails (e.g. errc::no_device when a location

@@ -41,7 +41,11 @@ class event;
 ///
 /// Each stream has a thread of its own that issues its work to the
 /// driver, and uses one of its device's hardware compute streams for its
-/// kernels (several uvm::streams may share one).
+/// kernels (several uvm::streams may share one). On a CUDA device it also
+/// has a CUDA stream of its own (non-blocking), on which its prefetches
+/// and kernels run; the thread waits for each before the next, so that an
+/// error names its operation. Events are marks of the stream's thread on
+/// either provider (their times are the host's).
 ///
 /// @code
 /// uvm::device gpu(0);
@@ -119,9 +123,13 @@ class stream {
   /// @throws uvm::error errc::invalid_argument for a moved-from stream.
   std::future<void> host_call(std::function<void()> fn);
 
-  /// N of the device's /dev/hmmgpuN.
+  /// N of the device's /dev/hmmgpuN, or its CUDA device ordinal.
   /// @throws uvm::error errc::invalid_argument for a moved-from stream.
   [[nodiscard]] unsigned device_index() const;
+
+  /// Where the stream's device is (its provider and number).
+  /// @throws uvm::error errc::invalid_argument for a moved-from stream.
+  [[nodiscard]] location device_location() const;
 
   /// The hardware compute stream its kernels run on.
   /// @throws uvm::error errc::invalid_argument for a moved-from stream.

@@ -2,20 +2,31 @@
 // (clang-format must not reflow the Markdown table below: one row per line.)
 // clang-format off
 /// @file uvm/uvm.hpp
-/// @brief The uvm library: Unified Memory for hmmgpu devices. Includes every header.
+/// @brief The uvm library: Unified Memory for hmmgpu and CUDA devices. Includes every header.
 ///
-/// @mainpage uvm: Unified Memory on hmmgpu
+/// @mainpage uvm: Unified Memory on hmmgpu and CUDA devices
 ///
 /// hmmgpu devices mirror the address space of the process through the
 /// kernel's HMM: any pointer of the process is valid on a device, and
 /// pages migrate between system memory and device memory (VRAM) on demand,
 /// on faults, or when prefetched. This library is the C++20 interface to
-/// it, shaped like CUDA's managed-memory API:
+/// it, shaped like CUDA's managed-memory API.
+///
+/// **Providers.** The same program runs on real NVIDIA GPUs: a device is
+/// either an hmmgpu device (uvm::provider::hmmgpu) or a CUDA device
+/// (uvm::provider::cuda, when libuvm is built with the CUDA Toolkit), and
+/// uvm::list_devices() lists both. On a CUDA device, managed memory is
+/// cudaMallocManaged(), prefetch is cudaMemPrefetchAsync(), advice is
+/// cudaMemAdvise(), queries are cudaMemRangeGetAttribute(), streams have
+/// CUDA streams, and the kernels are CUDA kernels with the same results;
+/// ordinary memory works where the device has pageable memory access
+/// (HMM). uvm::provider_status() says why a provider has no device.
+///
 ///
 /// | header | what |
 /// |--------|------|
-/// | uvm/device.hpp | uvm::list_devices(), uvm::device, properties, counters |
-/// | uvm/location.hpp | uvm::location: uvm::cpu or a device |
+/// | uvm/device.hpp | uvm::list_devices(), uvm::provider_status(), uvm::device, properties, counters |
+/// | uvm/location.hpp | uvm::location: uvm::cpu or a device; uvm::provider |
 /// | uvm/range.hpp | uvm::memory_range and its page rounding |
 /// | uvm/memory.hpp | uvm::managed_allocator, uvm::managed_vector, uvm::make_managed |
 /// | uvm/hints.hpp | uvm::prefetch, uvm::advise, uvm::residency, uvm::range_attributes |
