@@ -11,15 +11,15 @@
 #pragma once
 
 /// Major version: changes when the ABI or API breaks (the SONAME follows it).
-#define UVM_VERSION_MAJOR 1  // NOLINT(cppcoreguidelines-macro-usage)
+#define UVM_VERSION_MAJOR 2  // NOLINT(cppcoreguidelines-macro-usage)
 /// Minor version: changes when the API grows compatibly.
-#define UVM_VERSION_MINOR 1  // NOLINT(cppcoreguidelines-macro-usage)
+#define UVM_VERSION_MINOR 0  // NOLINT(cppcoreguidelines-macro-usage)
 /// Patch version: fixes only.
 #define UVM_VERSION_PATCH 0  // NOLINT(cppcoreguidelines-macro-usage)
 /// The version as one number, MAJOR * 10000 + MINOR * 100 + PATCH, for `#if`.
 #define UVM_VERSION (UVM_VERSION_MAJOR * 10000 + UVM_VERSION_MINOR * 100 + UVM_VERSION_PATCH)
 /// The version as a string, "MAJOR.MINOR.PATCH".
-#define UVM_VERSION_STRING "1.1.0"  // NOLINT(cppcoreguidelines-macro-usage)
+#define UVM_VERSION_STRING "2.0.0"  // NOLINT(cppcoreguidelines-macro-usage)
 
 namespace uvm {
 
