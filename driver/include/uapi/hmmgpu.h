@@ -379,6 +379,9 @@ enum hmmgpu_kernel {
  * faults on pages it has no mapping for, and the driver services the fault
  * and lets it go on (see the README: faults and residency).
  *
+ * A launch not yet waited for keeps its results on the device; it does not
+ * hold up the stream for later launches, of this process or others.
+ *
  * Errors: -EINVAL (see above); -EBUSY the file has
  * HMMGPU_LAUNCH_MAX_PENDING launches not yet waited for, or the device has
  * no free address-space context; -EPERM the caller's address space is not
