@@ -269,6 +269,9 @@ int hmmgpu_ioctl_wait(struct hmmgpu_file *hfile, void __user *uarg)
 	if (args.flags || args.stream >= hdev->num_compute ||
 	    memchr_inv(args.reserved, 0, sizeof(args.reserved)))
 		return -EINVAL;
+	/* The results of a launch are another process's business. */
+	if (current->mm != hfile->mm)
+		return -EPERM;
 
 	rec = hmmgpu_launch_claim(hfile, args.stream, args.fence);
 	if (!rec)

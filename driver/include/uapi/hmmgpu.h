@@ -25,6 +25,13 @@
  *                            VRAM, however they got there
  *   hmmgpu-launches-pending  launches of the file not yet waited for
  *
+ * A file acts on the address space of the process that opened it, and on
+ * no other: in a process that inherited it through fork(), received it over
+ * a socket (SCM_RIGHTS) or kept it across execve() (a new address space),
+ * every ioctl that migrates, queries, advises, launches or waits fails with
+ * -EPERM and touches nothing; GET_INFO, NOP and GET_COUNTERS, which concern
+ * the device only, work. Such a process opens the device itself.
+ *
  * Errors common to every ioctl:
  *   -ENOTTY  unknown ioctl number
  *   -EFAULT  the argument pointer is not readable or writable
@@ -426,8 +433,10 @@ struct hmmgpu_launch {
  * epoll report the file readable (POLLIN) while a launch of it has
  * completed and not been waited for; POLLERR once the device is gone.
  *
- * Errors: -EINVAL (see above); -ENOENT no launch of this file with that
- * fence is pending on the stream; -ETIME the launch did not complete within
+ * Errors: -EINVAL (see above); -EPERM the caller's address space is not the
+ * one that opened the file (its launches are not another process's to wait
+ * for); -ENOENT no launch of this file with that fence is pending on the
+ * stream; -ETIME the launch did not complete within
  * @timeout_ns (it stays pending); -EINTR a signal arrived.
  */
 struct hmmgpu_wait {
