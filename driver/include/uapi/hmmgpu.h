@@ -389,7 +389,8 @@ enum hmmgpu_kernel {
  * A launch not yet waited for keeps its results on the device; it does not
  * hold up the stream for later launches, of this process or others.
  *
- * Errors: -EINVAL (see above); -EBUSY the file has
+ * Errors: -EINVAL (see above); -EFAULT the argument is not readable or not
+ * writable (checked before the launch: nothing runs); -EBUSY the file has
  * HMMGPU_LAUNCH_MAX_PENDING launches not yet waited for, or the device has
  * no free address-space context; -EPERM the caller's address space is not
  * the one that opened the file; -EIO the device has halted; -EINTR a
@@ -433,10 +434,11 @@ struct hmmgpu_launch {
  * epoll report the file readable (POLLIN) while a launch of it has
  * completed and not been waited for; POLLERR once the device is gone.
  *
- * Errors: -EINVAL (see above); -EPERM the caller's address space is not the
- * one that opened the file (its launches are not another process's to wait
- * for); -ENOENT no launch of this file with that fence is pending on the
- * stream; -ETIME the launch did not complete within
+ * Errors: -EINVAL (see above); -EFAULT the argument is not readable or not
+ * writable (checked first: the launch stays pending); -EPERM the caller's
+ * address space is not the one that opened the file (its launches are not
+ * another process's to wait for); -ENOENT no launch of this file with that
+ * fence is pending on the stream; -ETIME the launch did not complete within
  * @timeout_ns (it stays pending); -EINTR a signal arrived.
  */
 struct hmmgpu_wait {
