@@ -103,7 +103,11 @@
  * after marking the device removed.
  *
  * Each open file binds the opener's mm (mmgrab() at open, mmdrop() at
- * release); HMMGPU_IOCTL_MIGRATE acts on that mm only.
+ * release, so the pointer cannot be reused by another mm while the file
+ * lives). Every ioctl that acts on an address space (MIGRATE, LAUNCH, WAIT,
+ * RESIDENCY, ADVISE, GET_ADVICE) acts on that mm only, and fails with
+ * -EPERM unless current->mm is it: a file inherited through fork, passed
+ * over a socket or kept across exec gives no access to any address space.
  */
 
 #include <linux/compat.h>

@@ -281,6 +281,11 @@ struct hmmgpu_cmd {
  * @err: the error of the first command of the job known to have failed
  * @value: the result word of the last command (queue_status)
  * @kicked: @submit_time is valid
+ * @results_in_job: @err and @value are all its results (a job of
+ *	hmmgpu_queue_submit()): once complete, another submitter waiting for
+ *	ring space may read them and release its slots
+ *
+ * @held_seqno, @err and @value are written under &hmmgpu_queue.job_lock.
  */
 struct hmmgpu_job {
 	struct list_head link;
@@ -292,6 +297,7 @@ struct hmmgpu_job {
 	int err;
 	u64 value;
 	bool kicked;
+	bool results_in_job;
 };
 
 /**
@@ -307,7 +313,8 @@ struct hmmgpu_job {
  * @last_seqno: seqno of the last command written
  * @space: commands the ring can take without waiting
  * @pending: commands written but not yet kicked
- * @job_lock: protects @jobs and &hmmgpu_job.held_seqno of the jobs on it
+ * @job_lock: protects @jobs and the results of the jobs on it
+ *	(&hmmgpu_job.held_seqno, .err, .value)
  * @jobs: the jobs holding ring slots, in seqno order
  * @irq_lock: protects @irq_fence and @irq_time; taken in hard IRQ context
  * @irq_fence: fence value seen by the last completion signal

@@ -221,6 +221,13 @@ int hmmgpu_ioctl_launch(struct hmmgpu_file *hfile, void __user *uarg)
 	args.fault_addr = 0;
 	if (current->mm != hfile->mm)
 		return -EPERM;
+	/*
+	 * The fence must reach the caller: fail an unwritable argument before
+	 * the launch, which would otherwise stay pending with no way to wait
+	 * for it.
+	 */
+	if (copy_to_user(uarg, &args, sizeof(args)))
+		return -EFAULT;
 
 	rec = hmmgpu_launch_submit(hfile, &args);
 	if (IS_ERR(rec))
@@ -269,6 +276,12 @@ int hmmgpu_ioctl_wait(struct hmmgpu_file *hfile, void __user *uarg)
 	if (args.flags || args.stream >= hdev->num_compute ||
 	    memchr_inv(args.reserved, 0, sizeof(args.reserved)))
 		return -EINVAL;
+	/* The results of a launch are another process's business. */
+	if (current->mm != hfile->mm)
+		return -EPERM;
+	/* Results are returned once: fail before taking them, not after. */
+	if (copy_to_user(uarg, &args, sizeof(args)))
+		return -EFAULT;
 
 	rec = hmmgpu_launch_claim(hfile, args.stream, args.fence);
 	if (!rec)

@@ -32,8 +32,12 @@
  * completed its command but until the job that wrote it has read the
  * result: a listed job holds its slots from &hmmgpu_job.held_seqno on, and
  * the ring space a writer sees is what both the engine and the oldest job
- * have released. A job larger than the ring reads its own results while it
- * waits for space.
+ * with results left to read have released. A job larger than the ring
+ * reads its own results while it waits for space. A writer waiting for
+ * space also reads, on their owners' behalf, the results of complete jobs
+ * of hmmgpu_queue_submit(), which keep them in the job: a launch that its
+ * process waits for only later, or never, would otherwise stop the ring
+ * going round and block every later command of the queue.
  *
  * The last command of a job carries %HMMGPU_CMD_IRQ. When it completes, the
  * backend calls hmmgpu_queue_signal() (from its MSI-X handler or its
@@ -170,37 +174,37 @@ static int hmmgpu_queue_hung(struct hmmgpu_queue *q, u64 seqno)
 
 /*
  * Slots the engine has released (&hmmgpu_backend_ops.queue_space) and whose
- * results no job still has to read: the oldest listed job holds every slot
- * from its @held_seqno on.
+ * results no job still has to read: the oldest listed job that has results
+ * left to read holds every slot from its @held_seqno on.
  */
 static unsigned int hmmgpu_queue_free(struct hmmgpu_queue *q, bool *engine)
 {
 	unsigned int space = q->hdev->ops->queue_space(q);
-	struct hmmgpu_job *oldest;
+	struct hmmgpu_job *job;
 	u64 held;
 
 	*engine = space;
 	spin_lock(&q->job_lock);
-	oldest = list_first_entry_or_null(&q->jobs, struct hmmgpu_job, link);
-	if (oldest) {
-		held = q->last_seqno + 1 - oldest->held_seqno;
+	list_for_each_entry(job, &q->jobs, link) {
+		if (job->held_seqno > job->last_seqno)
+			continue;	/* read, waiting for its owner */
+		held = q->last_seqno + 1 - job->held_seqno;
 		space = min_t(u64, space,
 			      held < q->entries ? q->entries - held : 0);
+		break;
 	}
 	spin_unlock(&q->job_lock);
 	return space;
 }
 
-/*
- * Read the results of the job's commands the engine has completed, up to
- * seqno @fence, and release their slots.
- */
-static void hmmgpu_job_harvest(struct hmmgpu_queue *q, struct hmmgpu_job *job,
-			       u64 fence)
+/* hmmgpu_job_harvest() with @q->job_lock held. */
+static void __hmmgpu_job_harvest(struct hmmgpu_queue *q,
+				 struct hmmgpu_job *job, u64 fence)
 {
 	const struct hmmgpu_backend_ops *ops = q->hdev->ops;
 	u64 s, end = min(fence, job->last_seqno);
 
+	lockdep_assert_held(&q->job_lock);
 	if (!job->first_seqno)
 		return;
 
@@ -211,18 +215,50 @@ static void hmmgpu_job_harvest(struct hmmgpu_queue *q, struct hmmgpu_job *job,
 		if (err && !job->err)
 			job->err = err;
 	}
-	if (end + 1 > job->held_seqno) {
-		spin_lock(&q->job_lock);
+	if (end + 1 > job->held_seqno)
 		job->held_seqno = end + 1;
-		spin_unlock(&q->job_lock);
-	}
 }
 
-/* Ring space for @job, once it has read the results it can read. */
+/*
+ * Read the results of the job's commands the engine has completed, up to
+ * seqno @fence, and release their slots. Under @q->job_lock: a submitter
+ * waiting for ring space may read them too (hmmgpu_queue_harvest_done()).
+ */
+static void hmmgpu_job_harvest(struct hmmgpu_queue *q, struct hmmgpu_job *job,
+			       u64 fence)
+{
+	spin_lock(&q->job_lock);
+	__hmmgpu_job_harvest(q, job, fence);
+	spin_unlock(&q->job_lock);
+}
+
+/*
+ * Read the results of the complete jobs of hmmgpu_queue_submit() on their
+ * owners' behalf, keeping them in the jobs: a launch whose process has not
+ * waited for it yet must not keep the ring from going round.
+ */
+static void hmmgpu_queue_harvest_done(struct hmmgpu_queue *q, u64 fence)
+{
+	struct hmmgpu_job *job;
+
+	spin_lock(&q->job_lock);
+	list_for_each_entry(job, &q->jobs, link) {
+		if (job->last_seqno > fence)
+			break;
+		if (job->results_in_job)
+			__hmmgpu_job_harvest(q, job, fence);
+	}
+	spin_unlock(&q->job_lock);
+}
+
+/* Ring space for @job, once the results that can be read have been. */
 static unsigned int hmmgpu_job_space(struct hmmgpu_queue *q,
 				     struct hmmgpu_job *job, bool *engine)
 {
-	hmmgpu_job_harvest(q, job, q->hdev->ops->queue_fence(q));
+	u64 fence = q->hdev->ops->queue_fence(q);
+
+	hmmgpu_job_harvest(q, job, fence);
+	hmmgpu_queue_harvest_done(q, fence);
 	return hmmgpu_queue_free(q, engine);
 }
 
@@ -676,6 +712,7 @@ int hmmgpu_queue_submit(struct hmmgpu_queue *q, struct hmmgpu_cmd *cmd,
 	cmd->flags |= HMMGPU_CMD_IRQ;
 	mutex_lock(&q->lock);
 	ret = hmmgpu_job_begin(q, job);
+	job->results_in_job = true;
 	if (!ret)
 		ret = hmmgpu_job_emit(q, job, cmd);
 	if (!ret)

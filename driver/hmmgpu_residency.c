@@ -25,8 +25,13 @@
 #include "hmmgpu_drv.h"
 
 #define HMMGPU_RESIDENCY_BATCH	512
-/* Runs gathered before they are copied to user space. */
-#define HMMGPU_RESIDENCY_RUNS	64
+/*
+ * Runs gathered before they are copied to user space: a whole batch's, and
+ * the last run of the batch before, which may still grow. The copy happens
+ * between batches, never under the context's lock: it may fault, and a
+ * fault may need that lock (the context's notifier).
+ */
+#define HMMGPU_RESIDENCY_RUNS	(HMMGPU_RESIDENCY_BATCH + 1)
 
 /**
  * struct hmmgpu_residency_ctx - the state of one query
@@ -61,9 +66,12 @@ static const struct mmu_interval_notifier_ops hmmgpu_residency_ops = {
 /* Copy the complete runs out, keeping the last (it may grow). */
 static int hmmgpu_residency_flush(struct hmmgpu_residency_ctx *rc, bool all)
 {
-	unsigned int n = all ? rc->nruns : rc->nruns - 1;
 	struct hmmgpu_run __user *urun = u64_to_user_ptr(rc->args->runs);
+	unsigned int n;
 
+	if (!rc->nruns)
+		return 0;
+	n = all ? rc->nruns : rc->nruns - 1;
 	if (!n)
 		return 0;
 	if (copy_to_user(urun + rc->copied, rc->runs, n * sizeof(rc->runs[0])))
@@ -75,14 +83,13 @@ static int hmmgpu_residency_flush(struct hmmgpu_residency_ctx *rc, bool all)
 }
 
 /*
- * Add one page to the runs. Return: 0, 1 when @max_runs are full (the page
- * is not added), or -EFAULT.
+ * Add one page to the runs; there is room for a batch since the last
+ * flush. Return: 0, or 1 when @max_runs are full (the page is not added).
  */
 static int hmmgpu_residency_add(struct hmmgpu_residency_ctx *rc,
 				const struct hmmgpu_run *page)
 {
 	struct hmmgpu_run *last = rc->nruns ? &rc->runs[rc->nruns - 1] : NULL;
-	int ret;
 
 	if (last && last->location == page->location &&
 	    last->device == page->device && last->mapping == page->mapping &&
@@ -93,11 +100,8 @@ static int hmmgpu_residency_add(struct hmmgpu_residency_ctx *rc,
 	}
 	if (rc->copied + rc->nruns == rc->args->max_runs)
 		return 1;
-	if (rc->nruns == HMMGPU_RESIDENCY_RUNS) {
-		ret = hmmgpu_residency_flush(rc, false);
-		if (ret)
-			return ret;
-	}
+	if (WARN_ON_ONCE(rc->nruns == HMMGPU_RESIDENCY_RUNS))
+		return 1;
 	rc->runs[rc->nruns++] = *page;
 	return 0;
 }
@@ -182,6 +186,9 @@ static int hmmgpu_residency_walk(struct hmmgpu_residency_ctx *rc,
 	while (addr < end) {
 		if (fatal_signal_pending(current))
 			return -EINTR;
+		ret = hmmgpu_residency_flush(rc, false);
+		if (ret)
+			break;
 		bend = hmmgpu_residency_snapshot(rc, mni, addr, end, &ret);
 		if (!bend)
 			break;

@@ -25,8 +25,16 @@
  *                            VRAM, however they got there
  *   hmmgpu-launches-pending  launches of the file not yet waited for
  *
+ * A file acts on the address space of the process that opened it, and on
+ * no other: in a process that inherited it through fork(), received it over
+ * a socket (SCM_RIGHTS) or kept it across execve() (a new address space),
+ * every ioctl that migrates, queries, advises, launches or waits fails with
+ * -EPERM and touches nothing; GET_INFO, NOP and GET_COUNTERS, which concern
+ * the device only, work. Such a process opens the device itself.
+ *
  * Errors common to every ioctl:
- *   -ENOTTY  unknown ioctl number
+ *   -ENOTTY  unknown ioctl number, or an ioctl whose capability bit
+ *            (HMMGPU_CAP_*) the device lacks
  *   -EFAULT  the argument pointer is not readable or writable
  *   -EINVAL  a reserved word or an undefined flag bit is not zero, or a
  *            field is out of its documented range
@@ -198,7 +206,7 @@ enum hmmgpu_page_status {
  * Errors: -EINVAL (see above); -EFAULT part of the range is not mapped, or
  * @status is not writable; -EPERM the caller's address space is not the
  * one bound at open(); -EIO the device failed and nothing moved; -ENODEV;
- * -EINTR a fatal signal arrived (pages moved so far stay moved).
+ * -EINTR a fatal signal arrived (pages moved so far stay moved); -ENOMEM.
  */
 struct hmmgpu_migrate {
 	__u64 addr;
@@ -368,7 +376,11 @@ enum hmmgpu_kernel {
  * @fence: out, the launch's fence on its stream, for HMMGPU_IOCTL_WAIT
  * @error: out with HMMGPU_LAUNCH_WAIT: 0, or the positive errno the launch
  *	ended with: EFAULT an address the device touched is not mapped with
- *	the access it needs (@fault_addr), EIO the device failed
+ *	the access it needs (@fault_addr), EINVAL the device refused the
+ *	operands before touching them (@x or @y not aligned to the element,
+ *	more than 256 MiB of an operand, @y or the scalar's bits not zero
+ *	where the kernel has none, COPY's ranges overlapping, an operand
+ *	past 2^48), EIO the device failed
  * @pad2: out, 0
  * @result: out with HMMGPU_LAUNCH_WAIT: the kernel's result (0 for the
  *	kernels without one)
@@ -379,12 +391,16 @@ enum hmmgpu_kernel {
  * faults on pages it has no mapping for, and the driver services the fault
  * and lets it go on (see the README: faults and residency).
  *
- * Errors: -EINVAL (see above); -EBUSY the file has
+ * A launch not yet waited for keeps its results on the device; it does not
+ * hold up the stream for later launches, of this process or others.
+ *
+ * Errors: -EINVAL (see above); -EFAULT the argument is not readable or not
+ * writable (checked before the launch: nothing runs); -EBUSY the file has
  * HMMGPU_LAUNCH_MAX_PENDING launches not yet waited for, or the device has
  * no free address-space context; -EPERM the caller's address space is not
  * the one that opened the file; -EIO the device has halted; -EINTR a
  * signal arrived while waiting (the launch still completes; wait for
- * @fence).
+ * @fence); -ENOMEM.
  */
 struct hmmgpu_launch {
 	__u32 flags;
@@ -423,9 +439,13 @@ struct hmmgpu_launch {
  * epoll report the file readable (POLLIN) while a launch of it has
  * completed and not been waited for; POLLERR once the device is gone.
  *
- * Errors: -EINVAL (see above); -ENOENT no launch of this file with that
+ * Errors: -EINVAL (see above); -EFAULT the argument is not readable or not
+ * writable (checked first: the launch stays pending); -EPERM the caller's
+ * address space is not the one that opened the file (its launches are not
+ * another process's to wait for); -ENOENT no launch of this file with that
  * fence is pending on the stream; -ETIME the launch did not complete within
- * @timeout_ns (it stays pending); -EINTR a signal arrived.
+ * @timeout_ns (it stays pending); -EINTR a signal arrived; -EIO the device
+ * has halted.
  */
 struct hmmgpu_wait {
 	__u32 flags;
@@ -506,8 +526,9 @@ struct hmmgpu_run {
  * returned.
  *
  * Errors: -EINVAL (see above); -EFAULT a page of the range is not mapped
- * (the runs before it are reported, @next is that page); -EPERM the caller's
- * address space is not the one that opened the file.
+ * (the runs before it are reported, @next is that page), or @runs is not
+ * writable; -EPERM the caller's address space is not the one that opened
+ * the file; -EINTR a fatal signal arrived; -ENOMEM.
  */
 struct hmmgpu_residency {
 	__u64 addr;
