@@ -284,6 +284,9 @@ struct hmmgpu_cmd {
  * @results_in_job: @err and @value are all its results (a job of
  *	hmmgpu_queue_submit()): once complete, another submitter waiting for
  *	ring space may read them and release its slots
+ * @unbounded: its command may run for as long as it likes (a kernel
+ *	launch, which may also stall on faults): while the engine executes
+ *	it, the commands behind it are not timed out
  *
  * @held_seqno, @err and @value are written under &hmmgpu_queue.job_lock.
  */
@@ -298,6 +301,7 @@ struct hmmgpu_job {
 	u64 value;
 	bool kicked;
 	bool results_in_job;
+	bool unbounded;
 };
 
 /**

@@ -18,7 +18,7 @@
 unsigned int hmmgpu_fence_timeout_ms = 5000;
 module_param_named(fence_timeout_ms, hmmgpu_fence_timeout_ms, uint, 0644);
 MODULE_PARM_DESC(fence_timeout_ms,
-		 "Time a job may take before its device is declared hung, in ms; writable at run time (default 5000)");
+		 "Time a queue may go without progress, unless it runs a kernel launch, before its device is declared hung, in ms; writable at run time (default 5000)");
 
 unsigned int hmmgpu_sysram_devices;
 module_param_named(sysram_devices, hmmgpu_sysram_devices, uint, 0444);

@@ -147,6 +147,35 @@ static bool hmmgpu_queue_stopped(struct hmmgpu_queue *q)
 }
 
 /*
+ * Whether a wait that ran out of time at @fence found the queue hung: it
+ * made no progress since @*last (the fence where the previous wait began,
+ * updated), and the command it executes is not one that may legitimately
+ * run long (&hmmgpu_job.unbounded: a kernel launch, possibly stalled on
+ * faults that the fault worker services). A launch ahead of a NOP, or of a
+ * full ring, must not make the device look hung to everyone.
+ */
+static bool hmmgpu_queue_stuck(struct hmmgpu_queue *q, u64 *last)
+{
+	u64 fence = q->hdev->ops->queue_fence(q);
+	struct hmmgpu_job *job;
+	bool stuck = true;
+
+	if (fence != *last) {
+		*last = fence;
+		return false;
+	}
+	spin_lock(&q->job_lock);
+	list_for_each_entry(job, &q->jobs, link) {
+		if (job->first_seqno <= fence + 1 && fence + 1 <= job->last_seqno) {
+			stuck = !job->unbounded;
+			break;
+		}
+	}
+	spin_unlock(&q->job_lock);
+	return stuck;
+}
+
+/*
  * The queue made no progress within the fence timeout: find out why, mark
  * the device and say so once.
  */
@@ -265,11 +294,14 @@ static unsigned int hmmgpu_job_space(struct hmmgpu_queue *q,
 /*
  * Wait until the queue can take a command of @job. Only the engine not
  * releasing slots counts as a hang: slots held by other jobs, whose waiters
- * were woken, are released soon.
+ * were woken, are released soon; and an engine that makes progress or runs
+ * a launch is not hung (hmmgpu_queue_stuck()). Behind a long launch a
+ * fatal signal ends the wait.
  */
 static int hmmgpu_queue_wait_space(struct hmmgpu_queue *q,
 				   struct hmmgpu_job *job)
 {
+	u64 last = q->hdev->ops->queue_fence(q);
 	unsigned int space;
 	bool engine;
 	int ret;
@@ -282,8 +314,10 @@ static int hmmgpu_queue_wait_space(struct hmmgpu_queue *q,
 					false, q, job, &engine);
 		if (!ret)
 			break;
-		if (!engine)
+		if (!engine && hmmgpu_queue_stuck(q, &last))
 			return hmmgpu_queue_hung(q, q->last_seqno);
+		if (fatal_signal_pending(current))
+			return -EINTR;
 	}
 	if (!space)
 		return hmmgpu_device_usable(q->hdev);
@@ -413,33 +447,42 @@ static void hmmgpu_queue_spin(struct hmmgpu_queue *q, u64 seqno)
  * still holds its slots (hmmgpu_job_end()).
  *
  * Return: 0 when every command completed without error; -EIO when one
- * failed or the device halted; -ETIMEDOUT when the job did not complete
- * within the fence timeout; -ENODEV when the device is gone; -EINTR on a
- * signal when @intr (the commands still complete).
+ * failed or the device halted; -ETIMEDOUT when the queue made no progress
+ * for the fence timeout without running a launch (hmmgpu_queue_stuck());
+ * -ENODEV when the device is gone; -EINTR on a signal when @intr (the
+ * commands still complete).
  */
 static int hmmgpu_job_wait(struct hmmgpu_queue *q, struct hmmgpu_job *job,
 			   bool intr)
 {
 	unsigned long timeout = msecs_to_jiffies(hmmgpu_fence_timeout());
+	u64 last = q->hdev->ops->queue_fence(q);
 	long ret;
 
 	hmmgpu_queue_spin(q, job->last_seqno);
-	if (intr)
-		ret = wait_event_interruptible_timeout(q->wq,
-						       hmmgpu_job_done(q, job) ||
-						       hmmgpu_queue_stopped(q),
-						       timeout);
-	else
-		ret = wait_event_timeout(q->wq, hmmgpu_job_done(q, job) ||
-					 hmmgpu_queue_stopped(q), timeout);
-	if (ret < 0)
-		return -EINTR;
+	for (;;) {
+		if (intr)
+			ret = wait_event_interruptible_timeout(q->wq,
+							       hmmgpu_job_done(q, job) ||
+							       hmmgpu_queue_stopped(q),
+							       timeout);
+		else
+			ret = wait_event_timeout(q->wq,
+						 hmmgpu_job_done(q, job) ||
+						 hmmgpu_queue_stopped(q),
+						 timeout);
+		if (ret < 0)
+			return -EINTR;
+		if (ret || hmmgpu_job_done(q, job))
+			break;
+		/* Out of time: hung, unless it moves or runs a launch. */
+		if (hmmgpu_queue_stuck(q, &last))
+			return hmmgpu_queue_hung(q, job->last_seqno);
+	}
 	if (hmmgpu_job_done(q, job)) {
 		hmmgpu_job_harvest(q, job, job->last_seqno);
 		return job->err ? -EIO : 0;
 	}
-	if (!ret)
-		return hmmgpu_queue_hung(q, job->last_seqno);
 	return hmmgpu_device_usable(q->hdev);
 }
 
@@ -713,6 +756,7 @@ int hmmgpu_queue_submit(struct hmmgpu_queue *q, struct hmmgpu_cmd *cmd,
 	mutex_lock(&q->lock);
 	ret = hmmgpu_job_begin(q, job);
 	job->results_in_job = true;
+	job->unbounded = cmd->op == HMMGPU_CMD_LAUNCH;
 	if (!ret)
 		ret = hmmgpu_job_emit(q, job, cmd);
 	if (!ret)

@@ -642,6 +642,45 @@ TEST(Streams, PendingLaunchDoesNotBlockOthers) {
   if (!any) GTEST_SKIP() << "no device with HMMGPU_CAP_COMPUTE";
 }
 
+// A launch may run long (here: first touch of 32 MiB, far beyond a fence
+// timeout of 200 ms); a NOP queued behind it on its stream waits for it
+// instead of taking the device for hung and halting it for every user.
+TEST(Streams, LongLaunchDoesNotHaltDevice) {
+  ParamOverride timeout("fence_timeout_ms", "200");
+  ASSERT_TRUE(timeout.ok());
+  bool any = false;
+  for (const auto& dev : list_devices()) {
+    Fd fd(::open(dev.dev_path().c_str(), O_RDWR | O_CLOEXEC));
+    hmmgpu_info info{};
+    ASSERT_EQ(xioctl(fd.get(), HMMGPU_IOCTL_GET_INFO, &info), 0);
+    if (!(info.caps & HMMGPU_CAP_COMPUTE)) continue;
+    any = true;
+    constexpr size_t kLen = 32 << 20;
+    Isolated mem(kLen);
+    hmmgpu_launch l{};
+    l.kernel = HMMGPU_KERNEL_FILL_U32;
+    l.count = kLen / sizeof(uint32_t);
+    l.x = reinterpret_cast<uintptr_t>(mem.ptr);
+    l.scalar = 0x5eed;
+    ASSERT_EQ(xioctl(fd.get(), HMMGPU_IOCTL_LAUNCH, &l), 0) << dev.node;
+    hmmgpu_nop nop{};
+    nop.count = 1;
+    nop.queue = 1 + info.num_channels + l.stream;
+    EXPECT_EQ(xioctl(fd.get(), HMMGPU_IOCTL_NOP, &nop), 0) << dev.node << ": " << strerror(errno);
+    EXPECT_EQ(dev.attr("state"), "ready") << dev.node;
+    hmmgpu_wait w{};
+    w.stream = l.stream;
+    w.fence = l.fence;
+    w.timeout_ns = ~uint64_t{0};
+    ASSERT_EQ(xioctl(fd.get(), HMMGPU_IOCTL_WAIT, &w), 0) << dev.node;
+    EXPECT_EQ(w.error, 0) << dev.node;
+    const auto* words = reinterpret_cast<const uint32_t*>(mem.ptr);
+    EXPECT_EQ(words[0], 0x5eedU);
+    EXPECT_EQ(words[l.count - 1], 0x5eedU);
+  }
+  if (!any) GTEST_SKIP() << "no device with HMMGPU_CAP_COMPUTE";
+}
+
 // The exec probe: argv = --probe FD OWNER_ADDR STREAM FENCE VALID.
 int probe(int argc, char** argv) {
   if (argc != 7) return 90;
