@@ -2,7 +2,7 @@
 //
 // Stress tests, run in the VM against the real module and emulator (the
 // debug kernel: KASAN, lockdep, DEBUG_VM and kmemleak watch every run).
-// Each scenario runs for HMMGPU_STRESS_SECONDS (default 20; 60 in CI) and keeps a
+// Each scenario runs for HMMGPU_STRESS_SECONDS (default 20, also in CI) and keeps a
 // model of every byte it owns: whatever the CPU, the devices, mm and the
 // injected failures do, every buffer must end up with exactly the data
 // the model says. Each scenario prints one "stress:" line with what it did.
