@@ -177,6 +177,43 @@ static int hmmgpu_counters_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(hmmgpu_counters);
 
+/*
+ * What a stalled job waits for: per queue the last command submitted, the
+ * completion the interrupts reported and the hardware's fence; whether the
+ * fault worker is queued or running; then the backend's registers.
+ */
+static int hmmgpu_state_show(struct seq_file *m, void *unused)
+{
+	struct hmmgpu_device *hdev = m->private;
+	unsigned int i, busy = work_busy(&hdev->fault_work);
+
+	seq_printf(m, "state %d\n", hmmgpu_device_state(hdev));
+	seq_printf(m, "fault_work%s%s\n",
+		   busy & WORK_BUSY_PENDING ? " pending" : "",
+		   busy & WORK_BUSY_RUNNING ? " running" : "");
+	for (i = 0; i < hdev->num_queues; i++) {
+		struct hmmgpu_queue *q = hmmgpu_queue_get(hdev, i);
+		unsigned int jobs = 0;
+		struct list_head *pos;
+		u64 irq_fence;
+
+		spin_lock_irq(&q->irq_lock);
+		irq_fence = q->irq_fence;
+		spin_unlock_irq(&q->irq_lock);
+		spin_lock(&q->job_lock);
+		list_for_each(pos, &q->jobs)
+			jobs++;
+		spin_unlock(&q->job_lock);
+		seq_printf(m, "queue%u submitted %llu signalled %llu fence %llu jobs %u\n",
+			   i, READ_ONCE(q->last_seqno), irq_fence,
+			   hdev->ops->queue_fence(q), jobs);
+	}
+	if (hdev->ops->debugfs_show)
+		hdev->ops->debugfs_show(hdev, m);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(hmmgpu_state);
+
 /**
  * hmmgpu_debugfs_init() - create the debugfs directory hmmgpu
  *
@@ -200,7 +237,7 @@ void hmmgpu_debugfs_exit(void)
  * hmmgpu_debugfs_add() - create the debugfs files of a device
  * @hdev: the device, being registered
  *
- * Creates hmmgpu/hmmgpuN/counters; failures are ignored (debugfs is for
+ * Creates hmmgpu/hmmgpuN/counters and hmmgpu/hmmgpuN/state; failures are ignored (debugfs is for
  * debugging only).
  */
 void hmmgpu_debugfs_add(struct hmmgpu_device *hdev)
@@ -209,6 +246,8 @@ void hmmgpu_debugfs_add(struct hmmgpu_device *hdev)
 					   hmmgpu_debugfs_root);
 	debugfs_create_file("counters", 0444, hdev->debugfs, hdev,
 			    &hmmgpu_counters_fops);
+	debugfs_create_file("state", 0400, hdev->debugfs, hdev,
+			    &hmmgpu_state_fops);
 }
 
 /**

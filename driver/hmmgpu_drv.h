@@ -50,6 +50,7 @@ struct dentry;
 struct hmmgpu_device;
 struct hmmgpu_queue;
 struct hmmgpu_vram;
+struct seq_file;
 
 /**
  * enum hmmgpu_state - life cycle of a device, as shown in sysfs "state"
@@ -490,6 +491,10 @@ struct hmmgpu_stats {
  *	worker only; may not sleep. Return: the faults moved; *@dropped set
  *	when the hardware lost faults (they come back after a replay).
  *	(required for %HMMGPU_CAP_COMPUTE)
+ * @debugfs_show: print the hardware's state (its queue and fault
+ *	registers) to @m for the debugfs file hmmgpu/hmmgpuN/state, for
+ *	debugging a stall. Called from process context; may not change the
+ *	hardware's state. (optional)
  *
  * A backend calls hmmgpu_queue_signal() when a command flagged
  * %HMMGPU_CMD_IRQ completes (from its interrupt handler or worker), and
@@ -525,6 +530,7 @@ struct hmmgpu_backend_ops {
 	unsigned int (*fault_fetch)(struct hmmgpu_device *hdev,
 				    struct hmmgpu_fault *faults,
 				    unsigned int max, bool *dropped);
+	void (*debugfs_show)(struct hmmgpu_device *hdev, struct seq_file *m);
 };
 
 /**

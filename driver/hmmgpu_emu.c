@@ -70,6 +70,7 @@
 #include <linux/log2.h>
 #include <linux/overflow.h>
 #include <linux/pci.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 
 #include "hmmgpu_drv.h"
@@ -742,6 +743,40 @@ static unsigned int hmmgpu_emu_fault_fetch(struct hmmgpu_device *hdev,
 	return n;
 }
 
+/*
+ * Implements &hmmgpu_backend_ops.debugfs_show: the registers of each queue
+ * and of the fault buffer, beside what the driver last wrote or read.
+ */
+static void hmmgpu_emu_debugfs_show(struct hmmgpu_device *hdev,
+				    struct seq_file *m)
+{
+	struct hmmgpu_emu *emu = hdev->priv;
+	unsigned int i;
+
+	seq_printf(m, "STATUS 0x%x ERROR 0x%x\n",
+		   readl(emu->shm + HMMGPU_REG_STATUS),
+		   readl(emu->shm + HMMGPU_REG_ERROR));
+	for (i = 0; i < emu->num_queues; i++) {
+		struct hmmgpu_emu_queue *eq = &emu->queues[i];
+
+		seq_printf(m, "Q%u HEAD %u TAIL %u FENCE %llu ERRORS %u head %u\n",
+			   i, readl(eq->regs + HMMGPU_QREG_HEAD),
+			   readl(eq->regs + HMMGPU_QREG_TAIL),
+			   readq(eq->regs + HMMGPU_QREG_FENCE),
+			   readl(eq->regs + HMMGPU_QREG_ERRORS), eq->head);
+	}
+	if (!emu->fault.ring)
+		return;
+	seq_printf(m, "FAULT_BUF_ENTRIES %u FAULT_GET %u FAULT_PUT %u FAULT_DROPPED %u FAULT_STATUS 0x%x FAULT_STALLED 0x%x get %u dropped %u\n",
+		   readl(emu->shm + HMMGPU_REG_FAULT_BUF_ENTRIES),
+		   readl(emu->shm + HMMGPU_REG_FAULT_GET),
+		   readl(emu->shm + HMMGPU_REG_FAULT_PUT),
+		   readl(emu->shm + HMMGPU_REG_FAULT_DROPPED),
+		   readl(emu->shm + HMMGPU_REG_FAULT_STATUS),
+		   readl(emu->shm + HMMGPU_REG_FAULT_STALLED),
+		   emu->fault.get, emu->fault.dropped);
+}
+
 static const struct hmmgpu_backend_ops hmmgpu_emu_ops = {
 	.name = "emu",
 	.type = HMMGPU_BACKEND_EMU,
@@ -761,6 +796,7 @@ static const struct hmmgpu_backend_ops hmmgpu_emu_ops = {
 	.mmu_unmap = hmmgpu_emu_mmu_unmap,
 	.mmu_query = hmmgpu_emu_mmu_query,
 	.fault_fetch = hmmgpu_emu_fault_fetch,
+	.debugfs_show = hmmgpu_emu_debugfs_show,
 };
 
 static irqreturn_t hmmgpu_emu_irq(int irq, void *data)
