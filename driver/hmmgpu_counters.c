@@ -16,8 +16,10 @@
  * exists from hmmgpu_device_register() to hmmgpu_device_unregister().
  *
  * The tracepoints of hmmgpu_trace.h are created in this file: hmmgpu_migrate
- * per batch of HMMGPU_IOCTL_MIGRATE and hmmgpu_cpu_fault per CPU fault on
- * VRAM.
+ * per batch of HMMGPU_IOCTL_MIGRATE, hmmgpu_cpu_fault per CPU fault on
+ * VRAM, and for the device fault service hmmgpu_device_fault per faulting
+ * page of a batch, hmmgpu_fault_service per region serviced and
+ * hmmgpu_device_map per run of pages mapped.
  */
 
 /**

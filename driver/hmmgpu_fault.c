@@ -39,6 +39,7 @@
 #include <linux/sort.h>
 
 #include "hmmgpu_drv.h"
+#include "hmmgpu_trace.h"
 
 #define HMMGPU_FAULT_BATCH	256
 
@@ -187,6 +188,7 @@ static void hmmgpu_fault_map(struct hmmgpu_device *hdev, struct hmmgpu_ctx *ctx,
 {
 	u64 base = p->va & ~((u64)HMMGPU_REGION_SIZE - 1);
 	unsigned int i, j, m;
+	int ret;
 
 	if (!ctx)
 		goto cancel;
@@ -197,7 +199,12 @@ static void hmmgpu_fault_map(struct hmmgpu_device *hdev, struct hmmgpu_ctx *ctx,
 		if (p[i].write)
 			__set_bit((p[i].va - base) >> PAGE_SHIFT, fb->write);
 	}
-	if (!hmmgpu_ctx_fault(ctx, base, fb->faulted, fb->write, true))
+	for (i = 0; i < k; i++)
+		trace_hmmgpu_device_fault(hdev->minor, p[i].ctx, p[i].va,
+					  p[i].write, p[i].nfaults);
+	ret = hmmgpu_ctx_fault(ctx, base, fb->faulted, fb->write, true);
+	trace_hmmgpu_fault_service(hdev->minor, p->ctx, p->va, k, ret);
+	if (!ret)
 		return;
 
 	for (i = 0; i < k; i += m) {

@@ -77,6 +77,7 @@
 #include <linux/slab.h>
 
 #include "hmmgpu_drv.h"
+#include "hmmgpu_trace.h"
 
 /**
  * struct hmmgpu_region - the notifier of one aligned region of a context
@@ -451,6 +452,10 @@ static int hmmgpu_map_run_apply(struct hmmgpu_ctx *ctx, struct hmmgpu_region *r,
 		goto err_unlock;
 	}
 	for_each_set_bitrange(i, end, run->map, HMMGPU_REGION_PAGES) {
+		trace_hmmgpu_device_map(hdev->minor, ctx->index,
+					hmmgpu_run_va(run, i), end - i,
+					run->ptes[i].aperture,
+					run->ptes[i].write);
 		ret = hdev->ops->mmu_map(hdev, ctx->pt, hmmgpu_run_va(run, i),
 					 &run->ptes[i], end - i);
 		if (ret) {

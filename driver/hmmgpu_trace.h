@@ -75,6 +75,101 @@ TRACE_EVENT(hmmgpu_cpu_fault,
 		  __entry->result)
 );
 
+/*
+ * hmmgpu_device_fault - a faulting page of a batch the fault worker fetched
+ * @minor: N of the device's /dev/hmmgpuN
+ * @ctx: the context (hardware index)
+ * @va: the page
+ * @write: some fault on it was a write
+ * @faults: the faults that reported it in the batch
+ */
+TRACE_EVENT(hmmgpu_device_fault,
+	TP_PROTO(int minor, u32 ctx, u64 va, bool write, unsigned int faults),
+	TP_ARGS(minor, ctx, va, write, faults),
+	TP_STRUCT__entry(
+		__field(int, minor)
+		__field(u32, ctx)
+		__field(u64, va)
+		__field(bool, write)
+		__field(unsigned int, faults)
+	),
+	TP_fast_assign(
+		__entry->minor = minor;
+		__entry->ctx = ctx;
+		__entry->va = va;
+		__entry->write = write;
+		__entry->faults = faults;
+	),
+	TP_printk("hmmgpu%d ctx=%u va=0x%llx %s faults=%u", __entry->minor,
+		  __entry->ctx, __entry->va, __entry->write ? "write" : "read",
+		  __entry->faults)
+);
+
+/*
+ * hmmgpu_device_map - a run of pages mapped in a context's page table
+ * @minor: N of the device's /dev/hmmgpuN
+ * @ctx: the context (hardware index)
+ * @va: the first page
+ * @npages: pages of the run
+ * @aperture: where the first page lies (enum hmmgpu_pte_aperture)
+ * @write: the first page is mapped writable
+ */
+TRACE_EVENT(hmmgpu_device_map,
+	TP_PROTO(int minor, u32 ctx, u64 va, unsigned int npages, u8 aperture,
+		 bool write),
+	TP_ARGS(minor, ctx, va, npages, aperture, write),
+	TP_STRUCT__entry(
+		__field(int, minor)
+		__field(u32, ctx)
+		__field(u64, va)
+		__field(unsigned int, npages)
+		__field(u8, aperture)
+		__field(bool, write)
+	),
+	TP_fast_assign(
+		__entry->minor = minor;
+		__entry->ctx = ctx;
+		__entry->va = va;
+		__entry->npages = npages;
+		__entry->aperture = aperture;
+		__entry->write = write;
+	),
+	TP_printk("hmmgpu%d ctx=%u va=0x%llx npages=%u aperture=%u %s",
+		  __entry->minor, __entry->ctx, __entry->va, __entry->npages,
+		  __entry->aperture, __entry->write ? "rw" : "ro")
+);
+
+/*
+ * hmmgpu_fault_service - the fault service of the faulting pages of one
+ *	region (2 MiB) of a context
+ * @minor: N of the device's /dev/hmmgpuN
+ * @ctx: the context (hardware index)
+ * @va: the first faulting page
+ * @npages: the faulting pages
+ * @result: 0 or the error of hmmgpu_ctx_fault()
+ */
+TRACE_EVENT(hmmgpu_fault_service,
+	TP_PROTO(int minor, u32 ctx, u64 va, unsigned int npages, int result),
+	TP_ARGS(minor, ctx, va, npages, result),
+	TP_STRUCT__entry(
+		__field(int, minor)
+		__field(u32, ctx)
+		__field(u64, va)
+		__field(unsigned int, npages)
+		__field(int, result)
+	),
+	TP_fast_assign(
+		__entry->minor = minor;
+		__entry->ctx = ctx;
+		__entry->va = va;
+		__entry->npages = npages;
+		__entry->result = result;
+	),
+	TP_printk("hmmgpu%d ctx=%u va=0x%llx npages=%u result=%d",
+		  __entry->minor, __entry->ctx, __entry->va, __entry->npages,
+		  __entry->result)
+);
+
 #endif /* _HMMGPU_TRACE_H */
 
 /* Out of tree: the header is found relative to the including file. */

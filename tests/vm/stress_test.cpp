@@ -423,16 +423,49 @@ class Compactor {
   std::thread thread_;
 };
 
-// A scenario that runs far past its time is stuck: the locks held, the
-// blocked tasks' and the CPUs' stacks go to the kernel log (SysRq d, w, l)
-// and the test process aborts, so the
-// run fails with the evidence instead of at the runner's timeout.
+// Every device's debugfs state and counters, to stderr: what the stuck
+// launches wait for (fences, fault buffer, stalled queues).
+void dump_device_state() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  // What the fault service does meanwhile, for a second.
+  const std::string events = "/sys/kernel/tracing/events/hmmgpu/";
+  const char* fault_events[] = {"hmmgpu_device_fault", "hmmgpu_fault_service",
+                                "hmmgpu_device_map"};
+  write_file("/sys/kernel/tracing/trace", "");
+  for (const char* e : fault_events) write_file(events + e + "/enable", "1");
+  std::this_thread::sleep_for(1s);
+  for (const char* e : fault_events) write_file(events + e + "/enable", "0");
+  if (std::FILE* f = std::fopen("/sys/kernel/tracing/trace", "r")) {
+    std::fprintf(stderr, "stress: one second of the fault service's tracepoints:\n");
+    char line[512];
+    for (int n = 0; n < 400 && std::fgets(line, sizeof(line), f) != nullptr; n++)
+      std::fputs(line, stderr);
+    std::fclose(f);
+  }
+  for (const auto& dir : fs::directory_iterator("/sys/kernel/debug/hmmgpu", ec)) {
+    for (const char* name : {"state", "counters"}) {
+      std::FILE* f = std::fopen((dir.path() / name).c_str(), "r");
+      if (f == nullptr) continue;
+      std::fprintf(stderr, "stress: %s/%s:\n", dir.path().c_str(), name);
+      char line[512];
+      while (std::fgets(line, sizeof(line), f) != nullptr) std::fputs(line, stderr);
+      std::fclose(f);
+    }
+  }
+}
+
+// A scenario that runs far past its time is stuck: the devices' state goes
+// to stderr, the locks held and the blocked tasks' and the CPUs' stacks to
+// the kernel log (SysRq d, w, l), and the test process aborts, so the run
+// fails with the evidence instead of at the runner's timeout.
 class Watchdog {
  public:
   explicit Watchdog(Clock::duration limit)
       : thread_([this, deadline = Clock::now() + limit] {
           std::unique_lock lock(mutex_);
           if (!cv_.wait_until(lock, deadline, [this] { return done_; })) {
+            dump_device_state();
             for (const char* key : {"d", "w", "l"})  // held locks, blocked tasks, CPUs
               write_file("/proc/sysrq-trigger", key);
             std::fprintf(stderr, "stress: stuck, blocked tasks are in the kernel log\n");
