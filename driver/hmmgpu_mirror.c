@@ -303,6 +303,8 @@ static int hmmgpu_ctx_pte(struct hmmgpu_ctx *ctx, u64 va, unsigned long pfn,
  * @write: the pages it wants to write (input)
  * @prefetch: pages prefetched besides them
  * @want: the pages to map: @faulted and @prefetch
+ * @peek: pages of @want only looked up, mapped where present: prefetched
+ *	pages the migration did not move
  * @migrate: the pages to move to the device first
  * @map: the pages being mapped
  * @repull: pages to fault back to system memory and service again: a
@@ -323,6 +325,7 @@ struct hmmgpu_map_run {
 	DECLARE_BITMAP(write, HMMGPU_REGION_PAGES);
 	DECLARE_BITMAP(prefetch, HMMGPU_REGION_PAGES);
 	DECLARE_BITMAP(want, HMMGPU_REGION_PAGES);
+	DECLARE_BITMAP(peek, HMMGPU_REGION_PAGES);
 	DECLARE_BITMAP(migrate, HMMGPU_REGION_PAGES);
 	DECLARE_BITMAP(map, HMMGPU_REGION_PAGES);
 	DECLARE_BITMAP(repull, HMMGPU_REGION_PAGES);
@@ -504,7 +507,8 @@ static void hmmgpu_map_run_classify(struct hmmgpu_ctx *ctx,
 			       !hmmgpu_device_is_peer(ctx->hdev, owner)) ||
 			      (test_bit(i, run->write) &&
 			       !(pfn & HMM_PFN_WRITE)))) {
-			__set_bit(i, run->repull);
+			if (!test_bit(i, run->peek))
+				__set_bit(i, run->repull);
 			continue;
 		}
 		__set_bit(i, run->map);
@@ -518,7 +522,8 @@ static void hmmgpu_map_run_request(struct hmmgpu_map_run *run, bool fault)
 
 	for (i = run->lo; i < run->hi; i++) {
 		run->pfns[i - run->lo] = 0;
-		if (!fault || !test_bit(i, run->want))
+		if (!fault || !test_bit(i, run->want) ||
+		    test_bit(i, run->peek))
 			continue;
 		run->pfns[i - run->lo] = HMM_PFN_REQ_FAULT;
 		if (test_bit(i, run->write))
@@ -722,8 +727,16 @@ static void hmmgpu_map_run_clip(struct hmmgpu_ctx *ctx,
 	mmap_read_unlock(ctx->mm);
 }
 
-/* Prefetched pages that did not move are not worth faulting in. */
-static void hmmgpu_map_run_drop_unmoved(struct hmmgpu_map_run *run)
+/*
+ * Prefetched pages that did not move are not worth faulting in (a hole
+ * would be populated for nothing). But the migration unmapped them from
+ * the device all the same (mm invalidates the whole range it migrates), so
+ * they are looked up and, where present, mapped again where they lie:
+ * otherwise a wave whose faulting pages prefetch each other's neighbours,
+ * pages that cannot move, would fault on one half while the other is
+ * mapped, for ever.
+ */
+static void hmmgpu_map_run_peek_unmoved(struct hmmgpu_map_run *run)
 {
 	unsigned int i;
 
@@ -732,7 +745,7 @@ static void hmmgpu_map_run_drop_unmoved(struct hmmgpu_map_run *run)
 		    run->status[i] == HMMGPU_PAGE_RESIDENT)
 			continue;
 		__clear_bit(i, run->prefetch);
-		__clear_bit(i, run->want);
+		__set_bit(i, run->peek);
 	}
 }
 
@@ -744,6 +757,7 @@ static int hmmgpu_region_fault(struct hmmgpu_ctx *ctx, struct hmmgpu_region *r,
 
 	hmmgpu_map_run_policy(ctx, r, run);
 	bitmap_zero(run->prefetch, HMMGPU_REGION_PAGES);
+	bitmap_zero(run->peek, HMMGPU_REGION_PAGES);
 	if (prefetch) {
 		hmmgpu_prefetch_select(run->faulted, run->counted, run->migrate,
 				       run->prefetch, run->tree);
@@ -754,7 +768,7 @@ static int hmmgpu_region_fault(struct hmmgpu_ctx *ctx, struct hmmgpu_region *r,
 
 	for (round = 0; ; round++) {
 		hmmgpu_map_run_migrate(ctx, r, run);
-		hmmgpu_map_run_drop_unmoved(run);
+		hmmgpu_map_run_peek_unmoved(run);
 		hmmgpu_map_run_span(run);
 		ret = hmmgpu_map_run_fault(ctx, r, run, true,
 					   hmmgpu_pgmap_owner);
@@ -892,6 +906,7 @@ void hmmgpu_ctx_map_resident(struct hmmgpu_ctx *ctx, u64 start, u64 end)
 		bitmap_set(run->want, first, last - first);
 		bitmap_zero(run->write, HMMGPU_REGION_PAGES);
 		bitmap_zero(run->prefetch, HMMGPU_REGION_PAGES);
+		bitmap_zero(run->peek, HMMGPU_REGION_PAGES);
 		hmmgpu_map_run_span(run);
 		hmmgpu_map_run_fault(ctx, r, run, false, hmmgpu_pgmap_owner);
 		mutex_unlock(&ctx->regions_lock);

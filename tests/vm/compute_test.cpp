@@ -906,6 +906,41 @@ TEST_P(Compute, PrefetchStaysInVma) {
   EXPECT_EQ(runs[0].mapping, static_cast<uint32_t>(HMMGPU_MAP_NONE));
 }
 
+// A wave whose faulting pages prefetch neighbours the device has mapped but
+// that cannot move (here pages of a shared memory file: mm only moves
+// anonymous pages): the attempt to move them unmaps them from the device,
+// and they must be mapped again. Before, the device mapped pages 2-3 while
+// the prefetch unmapped 0-1, then the other way round, for ever, and the
+// launch never completed.
+TEST_P(Compute, UnmovedPrefetchStaysMapped) {
+  ParamOverride threshold("prefetch_threshold", "50");
+  ASSERT_TRUE(threshold.ok());
+  const size_t len = 4 * kPage;
+  Fd file(memfd_create("hmmgpu-unmoved", MFD_CLOEXEC));
+  ASSERT_TRUE(file.valid());
+  std::vector<char> data(len);
+  hmmgpu::test::fill(data.data(), 4, 0x7a);
+  ASSERT_EQ(::pwrite(file.get(), data.data(), len, 0), static_cast<ssize_t>(len));
+  Isolated a(2 << 20, 2 << 20);  // a 2 MiB-aligned place for the file's pages
+  ASSERT_NE(a.ptr, nullptr);
+  ASSERT_EQ(mmap(a.ptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, file.get(), 0), a.ptr);
+  hmmgpu_launch l{};
+  ASSERT_EQ(run(HMMGPU_KERNEL_CHECKSUM, a.ptr, nullptr, 2 * kPage, 0, &l), 0);  // maps 0-1
+  ASSERT_EQ(l.error, 0);
+  l = hmmgpu_launch{};
+  l.kernel = HMMGPU_KERNEL_CHECKSUM;
+  l.count = len;  // one wave over pages 0-3: faults on 2-3, prefetches 0-1
+  l.x = reinterpret_cast<uintptr_t>(a.ptr);
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_LAUNCH, &l), 0);
+  hmmgpu_wait w{};
+  w.stream = l.stream;
+  w.fence = l.fence;
+  w.timeout_ns = 30'000'000'000ULL;
+  ASSERT_EQ(xioctl(fd_.get(), HMMGPU_IOCTL_WAIT, &w), 0) << "the launch never completed";
+  EXPECT_EQ(w.error, 0);
+  EXPECT_EQ(w.result, fnv1a(data.data(), len));
+}
+
 // Once the file has launched, a MIGRATE to the device also maps the pages
 // it moved: the next launch on them takes no device fault.
 TEST_P(Compute, MigrateMapsForLaunch) {
