@@ -20,14 +20,17 @@
  *    hmmgpu_ctx_fault() moves them to the device (first touch) with the
  *    neighbours the prefetcher picks (hmmgpu_policy.c) and maps them where
  *    they lie, faulting them in for the process first as the CPU would.
- *    When that fails, the region's pages are serviced again without
- *    prefetching, run of consecutive pages by run and a failed run page by
- *    page, and a page that cannot be mapped (not mapped in the process, or
- *    not writable for a write) gets the launches of the stalls that
- *    reported it cancelled: they end with -EFAULT. Cancelling by stall, not by page,
- *    spares a launch that stalled on the same page after the batch was
- *    read (another launch of the process, which may be allowed to read the
- *    page);
+ *    When that fails because a page cannot be mapped (not mapped in the
+ *    process, or not writable for a write; or the process has exited), the
+ *    region's pages are serviced again without prefetching, run of
+ *    consecutive pages by run and a failed run page by page, and a page
+ *    that cannot be mapped gets the launches of the stalls that reported
+ *    it cancelled: they end with -EFAULT. Cancelling by stall, not by
+ *    page, spares a launch that stalled on the same page after the batch
+ *    was read (another launch of the process, which may be allowed to read
+ *    the page). A failure that may pass (invalidations that kept racing
+ *    with the service, memory short) cancels nothing: the replay retries
+ *    the pages, which fault again;
  * 4. replays: every stalled launch retries, and a page that still faults
  *    is reported again.
  *
@@ -177,10 +180,17 @@ static unsigned int hmmgpu_fault_region(const struct hmmgpu_fault_page *p,
 	return k;
 }
 
+/* Whether a fault service failed for good (see hmmgpu_ctx_fault()). */
+static bool hmmgpu_fault_fatal(int err)
+{
+	return err == -EFAULT || err == -ESRCH || err == -ENODEV;
+}
+
 /*
  * Service the @k pages of one region together, with prefetching; when
- * that fails (a page cannot be mapped), run by run and a failed run page by
- * page, cancelling the launches of the pages that cannot be mapped.
+ * that fails because a page cannot be mapped, run by run and a failed run
+ * page by page, cancelling the launches of the pages that cannot be
+ * mapped. Pages whose service may succeed later are left to the replay.
  */
 static void hmmgpu_fault_map(struct hmmgpu_device *hdev, struct hmmgpu_ctx *ctx,
 			     struct hmmgpu_fault_batch *fb,
@@ -204,15 +214,18 @@ static void hmmgpu_fault_map(struct hmmgpu_device *hdev, struct hmmgpu_ctx *ctx,
 					  p[i].write, p[i].nfaults);
 	ret = hmmgpu_ctx_fault(ctx, base, fb->faulted, fb->write, true);
 	trace_hmmgpu_fault_service(hdev->minor, p->ctx, p->va, k, ret);
-	if (!ret)
+	if (!hmmgpu_fault_fatal(ret))
 		return;
 
 	for (i = 0; i < k; i += m) {
 		m = hmmgpu_fault_run(p + i, k - i);
-		if (!hmmgpu_ctx_map(ctx, p[i].va, m, p[i].write))
+		if (!hmmgpu_fault_fatal(hmmgpu_ctx_map(ctx, p[i].va, m,
+						       p[i].write)))
 			continue;
 		for (j = i; j < i + m; j++)
-			if (m == 1 || hmmgpu_ctx_map(ctx, p[j].va, 1, p[j].write))
+			if (m == 1 ||
+			    hmmgpu_fault_fatal(hmmgpu_ctx_map(ctx, p[j].va, 1,
+							      p[j].write)))
 				hmmgpu_fault_cancel(hdev, fb, &p[j]);
 	}
 	return;

@@ -807,8 +807,9 @@ static int hmmgpu_region_fault(struct hmmgpu_ctx *ctx, struct hmmgpu_region *r,
  * Context: process context (the fault worker); takes the mmap lock.
  * Return: 0; -EFAULT when a faulting page is not mapped in the process or
  * not with the access asked for (none of the pages are then mapped),
- * -EBUSY when the process is exiting or invalidations kept racing,
- * -ENOMEM, -ENODEV when the context was torn down.
+ * -ESRCH when the process has exited, -ENODEV when the context was torn
+ * down: the faults cannot be serviced; -EBUSY when invalidations kept
+ * racing, -ENOMEM: they may be, later.
  */
 int hmmgpu_ctx_fault(struct hmmgpu_ctx *ctx, u64 base,
 		     const unsigned long *faulted, const unsigned long *write,
@@ -828,7 +829,7 @@ int hmmgpu_ctx_fault(struct hmmgpu_ctx *ctx, u64 base,
 		ret = PTR_ERR(r);
 		goto out_unlock;
 	}
-	ret = -EBUSY;
+	ret = -ESRCH;
 	if (!mmget_not_zero(ctx->mm))
 		goto out_unlock;
 	run->base = base;
