@@ -81,6 +81,8 @@ struct hmmgpu_advice_range {
  * @ranges: disjoint ranges, adjacent ones with different advice
  * @ref: held by the notifier and by each VRAM page charged to the process
  * @vram_pages: per device minor, the VRAM pages charged to the process
+ * @cpu_stream: the last CPU fault-around window of the process
+ *	(hmmgpu_fault_around())
  */
 struct hmmgpu_mm {
 	struct mmu_notifier mn;
@@ -88,6 +90,7 @@ struct hmmgpu_mm {
 	struct rb_root_cached ranges;
 	struct kref ref;
 	atomic_long_t vram_pages[HMMGPU_MAX_DEVICES];
+	unsigned long cpu_stream;
 };
 
 /* A piece of the painting of hmmgpu_advice_paint(). */
@@ -405,10 +408,15 @@ static int hmmgpu_mm_invalidate_start(struct mmu_notifier *mn,
 	struct hmmgpu_advice_seg seg[7];	/* 2 * 2 + 3 */
 	struct hmmgpu_advice_range *nodes[2];
 	unsigned long last = range->end - 1;
+	unsigned long stream;
 	unsigned int i;
 
 	if (range->event != MMU_NOTIFY_UNMAP)
 		return 0;
+	/* A stream of CPU faults through memory that goes ends with it. */
+	stream = READ_ONCE(hm->cpu_stream) & PAGE_MASK;
+	if (stream > range->start && stream <= range->end)
+		WRITE_ONCE(hm->cpu_stream, 0);
 	if (mmu_notifier_range_blockable(range))
 		mutex_lock(&hm->lock);
 	else if (!mutex_trylock(&hm->lock))
@@ -495,6 +503,22 @@ void hmmgpu_mm_put(struct hmmgpu_mm *hm)
 {
 	if (hm)
 		mmu_notifier_put(&hm->mn);
+}
+
+/**
+ * hmmgpu_mm_cpu_stream() - the fault-around state of a VRAM page's process
+ * @page: a VRAM page, locked (a CPU fault on it is being handled)
+ *
+ * The page keeps its &struct hmmgpu_mm while it is charged to it.
+ *
+ * Return: &hmmgpu_mm.cpu_stream of the process the page was charged to, or
+ * NULL when it was charged to none.
+ */
+unsigned long *hmmgpu_mm_cpu_stream(struct page *page)
+{
+	struct hmmgpu_mm *hm = page->zone_device_data;
+
+	return hm ? &hm->cpu_stream : NULL;
 }
 
 /**

@@ -721,6 +721,7 @@ extern unsigned int hmmgpu_sysram_devices;
 extern unsigned int hmmgpu_sysram_vram_mb;
 extern unsigned int hmmgpu_sysram_channels;
 extern unsigned int hmmgpu_fault_around_pages;
+extern unsigned int hmmgpu_fault_around_max_pages;
 extern bool hmmgpu_fault_migrate;
 extern unsigned int hmmgpu_prefetch_threshold;
 extern unsigned int hmmgpu_thrash_threshold;
@@ -803,6 +804,10 @@ void hmmgpu_prefetch_select(const unsigned long *faulted,
 			    const unsigned long *allowed,
 			    unsigned long *prefetch, u16 *count);
 u32 hmmgpu_thrash_now(void);
+void hmmgpu_fault_around(unsigned long *stream, unsigned long addr,
+			 unsigned long vm_start, unsigned long vm_end,
+			 unsigned long *start, unsigned long *end);
+unsigned long *hmmgpu_mm_cpu_stream(struct page *page);
 void hmmgpu_thrash_arrive(struct hmmgpu_thrash *t, unsigned int page, u32 now);
 void hmmgpu_thrash_leave(struct hmmgpu_thrash *t, unsigned int page, u32 now);
 bool hmmgpu_thrash_return(struct hmmgpu_thrash *t, unsigned int page, u32 now);

@@ -38,7 +38,12 @@ MODULE_PARM_DESC(sysram_channels,
 unsigned int hmmgpu_fault_around_pages = 16;
 module_param_named(fault_around_pages, hmmgpu_fault_around_pages, uint, 0644);
 MODULE_PARM_DESC(fault_around_pages,
-		 "Pages migrated back to system memory with a CPU fault on VRAM: an aligned window, a power of two up to 512; 0 or 1 only the faulting page (default 16 = 64 KiB)");
+		 "Pages migrated back to system memory with a CPU fault on VRAM: the aligned window a fault starts with, a power of two up to 512; 0 or 1 only the faulting page, also when sequential (default 16 = 64 KiB)");
+
+unsigned int hmmgpu_fault_around_max_pages = 512;
+module_param_named(fault_around_max_pages, hmmgpu_fault_around_max_pages, uint, 0644);
+MODULE_PARM_DESC(fault_around_max_pages,
+		 "Largest fault-around window, reached by doubling while a process faults sequentially: a power of two up to 512; at most fault_around_pages turns the growth off (default 512 = 2 MiB)");
 
 bool hmmgpu_fault_migrate = true;
 module_param_named(fault_migrate, hmmgpu_fault_migrate, bool, 0644);

@@ -36,7 +36,9 @@
  *
  * A CPU access to a VRAM page calls hmmgpu_migrate_to_ram(). It migrates
  * the faulting page and its neighbours in an aligned window of
- * fault_around_pages pages (clamped to the VMA), copied with one command.
+ * fault_around_pages pages, or more while the process reads sequentially
+ * (hmmgpu_policy.c, DOC: CPU fault-around), clamped to the VMA and copied
+ * with one command.
  * The faulting page decides the outcome: VM_FAULT_OOM when no system page
  * could be allocated for it, VM_FAULT_SIGBUS when its copy failed (copy
  * error, hung or lost device); a neighbour that could not move stays in
@@ -78,6 +80,7 @@
 
 static_assert(HMMGPU_MIGRATE_BATCH <= HMMGPU_COPY_MAX_PAGES);
 static_assert(HMMGPU_CHUNK_PAGES <= HMMGPU_MIGRATE_BATCH);
+static_assert(HMMGPU_REGION_PAGES <= HMMGPU_MIGRATE_BATCH);	/* fault-around */
 
 /**
  * struct hmmgpu_batch - scratch space for migrating up to @cap pages
@@ -840,19 +843,6 @@ int hmmgpu_migrate_for_device(struct hmmgpu_device *hdev,
 	return 0;
 }
 
-/* The aligned fault-around window of @vmf, clamped to its VMA. */
-static void hmmgpu_fault_window(struct vm_fault *vmf, unsigned long *start,
-				unsigned long *end)
-{
-	unsigned int n = READ_ONCE(hmmgpu_fault_around_pages);
-	unsigned long size;
-
-	n = clamp(n, 1U, (unsigned int)HMMGPU_MIGRATE_BATCH);
-	size = (unsigned long)rounddown_pow_of_two(n) << PAGE_SHIFT;
-	*start = max(ALIGN_DOWN(vmf->address, size), vmf->vma->vm_start);
-	*end = min(ALIGN_DOWN(vmf->address, size) + size, vmf->vma->vm_end);
-}
-
 /*
  * Allocate the system pages of the fault: the faulting page (index @fi)
  * first; without it nothing else is tried. Return: 0 or VM_FAULT_OOM.
@@ -929,7 +919,8 @@ vm_fault_t hmmgpu_migrate_to_ram(struct vm_fault *vmf)
 	vm_fault_t ret;
 
 	atomic64_inc(&hdev->stats.cpu_faults);
-	hmmgpu_fault_window(vmf, &start, &end);
+	hmmgpu_fault_around(hmmgpu_mm_cpu_stream(vmf->page), vmf->address,
+			    vmf->vma->vm_start, vmf->vma->vm_end, &start, &end);
 	n = (end - start) >> PAGE_SHIFT;
 	b = hmmgpu_batch_alloc(n, GFP_KERNEL);
 	if (!b) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * hmmgpu: fault-service policy: density prefetching and thrashing detection
+ * hmmgpu: fault-service policy: density prefetching, thrashing detection
+ *	and CPU fault-around
  */
 
 /**
@@ -56,9 +57,32 @@
  * only differences of recent times are compared.
  */
 
+/**
+ * DOC: CPU fault-around
+ *
+ * A CPU access to a VRAM page migrates it back together with its
+ * neighbours (hmmgpu_migrate_to_ram()): the window around the faulting
+ * page, naturally aligned, of fault_around_pages pages. Every migration
+ * waits for a copy-engine round trip, which costs more than the copy of
+ * the window, so a process that reads through device-resident memory in
+ * order is served the way file readahead serves sequential reads: while
+ * its faults keep landing in the window just after the previous one, the
+ * window doubles, up to fault_around_max_pages (2 MiB, amdkfd's migration
+ * granularity); any other fault starts again at fault_around_pages. A
+ * fault_around_pages of 1 turns fault-around off, growth included.
+ *
+ * The state is one word per process (&hmmgpu_mm.cpu_stream, reached from
+ * the faulting page): the end of the last window, with the base-2
+ * logarithm of its size in pages in the low bits. Concurrent faults update
+ * it without a lock; a lost update only costs a window of the base size.
+ * Streams of several threads interleave and then get the base window.
+ */
+
 #include <linux/bitmap.h>
 #include <linux/ktime.h>
+#include <linux/log2.h>
 #include <linux/minmax.h>
+#include <linux/mm.h>
 
 #include "hmmgpu_drv.h"
 
@@ -192,4 +216,42 @@ bool hmmgpu_thrash_pinned(struct hmmgpu_thrash *t, unsigned int page, u32 now)
 		return true;
 	t->until[page] = 0;
 	return false;
+}
+
+/* A fault-around size parameter, in pages: a power of two, 1 to 512. */
+static unsigned int hmmgpu_fault_around_param(unsigned int n)
+{
+	return rounddown_pow_of_two(clamp(n, 1U, (unsigned int)HMMGPU_REGION_PAGES));
+}
+
+/**
+ * hmmgpu_fault_around() - the fault-around window of a CPU fault on VRAM
+ * @stream: the process's state (&hmmgpu_mm.cpu_stream), updated; or NULL
+ * @addr: the faulting address
+ * @vm_start: start of its VMA
+ * @vm_end: end of its VMA
+ * @start: out, first address of the window
+ * @end: out, end of the window
+ *
+ * See DOC: CPU fault-around. The window holds @addr, lies in the VMA and
+ * starts on a multiple of fault_around_pages pages.
+ */
+void hmmgpu_fault_around(unsigned long *stream, unsigned long addr,
+			 unsigned long vm_start, unsigned long vm_end,
+			 unsigned long *start, unsigned long *end)
+{
+	unsigned int base = hmmgpu_fault_around_param(READ_ONCE(hmmgpu_fault_around_pages));
+	unsigned int max = hmmgpu_fault_around_param(READ_ONCE(hmmgpu_fault_around_max_pages));
+	unsigned long last = stream ? READ_ONCE(*stream) : 0;
+	unsigned long next = last & PAGE_MASK;
+	unsigned int pages = 1U << (last & ~PAGE_MASK);
+	unsigned int n = base;
+
+	if (base > 1 && next && addr >= next &&
+	    addr - next < (unsigned long)pages << PAGE_SHIFT)
+		n = clamp(pages * 2, base, max(base, max));
+	*start = max(ALIGN_DOWN(addr, (unsigned long)base << PAGE_SHIFT), vm_start);
+	*end = min(*start + ((unsigned long)n << PAGE_SHIFT), vm_end);
+	if (stream)
+		WRITE_ONCE(*stream, *end | ilog2(n));
 }

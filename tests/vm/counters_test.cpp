@@ -25,6 +25,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -199,6 +200,42 @@ TEST_P(Counters, FaultAround) {
   EXPECT_EQ(after.to_system_bytes - before.to_system_bytes, n * kPage);
   EXPECT_EQ(after.to_device_pages, before.to_device_pages);
   EXPECT_EQ(first_bad(a.ptr, n, 12), -1);
+}
+
+// Reading device-resident memory in order: each fault that lands just
+// after the previous window doubles it, from fault_around_pages up to
+// fault_around_max_pages, so 1024 pages come back in windows of 16, 32,
+// ..., 512 and 16 (7 faults). In random order the window stays at 16 pages
+// (about 64 faults; a fault that happens to follow the previous window
+// doubles it once); with the maximum at the base, in order too (64).
+TEST_P(Counters, FaultAroundGrowsWhenSequential) {
+  ParamOverride base("fault_around_pages", "16");
+  ParamOverride max("fault_around_max_pages", "512");
+  ASSERT_TRUE(base.ok() && max.ok());
+  constexpr size_t n = 1024;
+  const auto faults = [&](const std::vector<size_t>& order) {
+    Aligned a(n * kPage, 2 << 20);
+    fill(a.ptr, n, 13);
+    EXPECT_EQ(to_dev(a.ptr, n * kPage), 0);
+    const uint64_t before = read().cpu_faults;
+    const volatile char* v = a.ptr;
+    for (size_t p : order) (void)v[p * kPage + 9];  // one read fault or none
+    const uint64_t after = read().cpu_faults;
+    EXPECT_EQ(first_bad(a.ptr, n, 13), -1);
+    return after - before;
+  };
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; i++) order[i] = i;
+  EXPECT_EQ(faults(order), 7U);
+  std::mt19937 rng(5);
+  std::shuffle(order.begin(), order.end(), rng);
+  const uint64_t random = faults(order);
+  EXPECT_GE(random, 48U);
+  EXPECT_LE(random, 64U);
+  std::sort(order.begin(), order.end());
+  ParamOverride flat("fault_around_max_pages", "16");
+  ASSERT_TRUE(flat.ok());
+  EXPECT_EQ(faults(order), 64U);
 }
 
 // Migrating more pages than the VRAM has free: the least recently used

@@ -489,15 +489,17 @@ TEST(Unprivileged, UsesDevicesButNotDebugfsOrParams) {
             w[1]--;
           }
           if (first_bad(own.ptr, 8, 4) != -1) fail("data on " + d.node);
-          const std::string counters = "/sys/kernel/debug/hmmgpu/" + d.node + "/counters";
-          if (debugfs && (::open(counters.c_str(), O_RDONLY) >= 0 || errno != EACCES))
-            fail("debugfs " + counters + " is readable");
+          for (const char* file : {"counters", "state"}) {
+            const std::string path = "/sys/kernel/debug/hmmgpu/" + d.node + "/" + file;
+            if (debugfs && (::open(path.c_str(), O_RDONLY) >= 0 || errno != EACCES))
+              fail("debugfs " + path + " is readable");
+          }
           for (const char* attr : {"state", "vram_used", "name"})
             if (::open((d.sysfs + "/" + attr).c_str(), O_WRONLY) >= 0 || errno != EACCES)
               fail(std::string("sysfs attribute ") + attr + " is writable");
         }
-        for (const char* p : {"fault_around_pages", "fault_migrate", "prefetch_threshold",
-                              "fence_timeout_ms", "thrash_threshold"}) {
+        for (const char* p : {"fault_around_pages", "fault_around_max_pages", "fault_migrate",
+                              "prefetch_threshold", "fence_timeout_ms", "thrash_threshold"}) {
           const std::string path = std::string("/sys/module/hmmgpu/parameters/") + p;
           if (::open(path.c_str(), O_WRONLY) >= 0 || errno != EACCES) fail(path + " is writable");
         }
