@@ -44,6 +44,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <uvm/uvm.hpp>
 #include <vector>
 
@@ -54,67 +55,17 @@ namespace {
 
 constexpr uint64_t kMiB = 1ULL << 20;
 
-struct Options {
-  std::set<std::string> groups = {"prefetch", "faults", "compute", "oversub"};
-  std::vector<double> sizes_mib = {4, 16, 64, 256};
-  double fault_mib = 64;
-  double compute_mib = 64;
-  std::vector<double> oversub = {0.125, 0.25, 0.5};
-};
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) {
-      out.push_back(item);
-    }
-  }
-  return out;
-}
-
-std::vector<double> numbers(const std::string& name, const std::string& value) {
-  std::vector<double> v;
-  for (const std::string& item : split(value)) {
-    char* end = nullptr;
-    const double x = std::strtod(item.c_str(), &end);
-    if (end == item.c_str() || *end != '\0' || !(x > 0)) {
-      throw std::invalid_argument(name + " takes positive numbers, not \"" + item + "\"");
-    }
-    v.push_back(x);
-  }
-  if (v.empty()) {
-    throw std::invalid_argument(name + " needs a value");
-  }
-  return v;
-}
-
+// The measurements' defaults (harness.h has the options). The oversubscription factors are of
+// the device's free memory, up to half of it.
 Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const size_t eq = arg.find('=');
-    const std::string name = arg.substr(0, eq);
-    const std::string value = eq == std::string::npos ? "" : arg.substr(eq + 1);
-    if (name == "--groups") {
-      const std::vector<std::string> groups = split(value);
-      o.groups = std::set<std::string>(groups.begin(), groups.end());
-    } else if (name == "--sizes") {
-      o.sizes_mib = numbers(name, value);
-    } else if (name == "--fault-mib") {
-      o.fault_mib = numbers(name, value).front();
-    } else if (name == "--compute-mib") {
-      o.compute_mib = numbers(name, value).front();
-    } else if (name == "--oversub") {
-      o.oversub = numbers(name, value);
-      if (*std::max_element(o.oversub.begin(), o.oversub.end()) > 0.5) {
-        throw std::invalid_argument(
-            "--oversub takes fractions of the device's free memory up to 0.5: this program "
-            "never asks a CUDA device for more managed memory than it has free");
-      }
-    } else {
-      throw std::invalid_argument("unknown option " + arg + " (see the head of cuda_bench.cpp)");
-    }
+  Options defaults;
+  defaults.groups = {"prefetch", "faults", "compute", "oversub"};
+  defaults.oversub = {0.125, 0.25, 0.5};
+  Options o = parse_options(argc, argv, std::move(defaults), "cuda_bench.cpp");
+  if (*std::max_element(o.oversub.begin(), o.oversub.end()) > 0.5) {
+    throw std::invalid_argument(
+        "--oversub takes fractions of the device's free memory up to 0.5: this program "
+        "never asks a CUDA device for more managed memory than it has free");
   }
   return o;
 }

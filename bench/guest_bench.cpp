@@ -45,6 +45,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "devices.h"
@@ -55,68 +56,12 @@ namespace {
 
 constexpr uint64_t kMiB = 1ULL << 20;
 
-struct Options {
-  std::set<std::string> groups = {"prefetch", "floor", "faults", "compute", "oversub"};
-  std::vector<double> sizes_mib = {4, 16, 64, 256};
-  double fault_mib = 64;
-  double compute_mib = 64;
-  std::vector<double> oversub = {0.5, 1, 2, 4};
-};
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) {
-      out.push_back(item);
-    }
-  }
-  return out;
-}
-
-double positive(const std::string& text, const std::string& option) {
-  char* end = nullptr;
-  const double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || *end != '\0' || !(v > 0)) {
-    throw std::invalid_argument(option + " takes positive numbers, not \"" + text + "\"");
-  }
-  return v;
-}
-
-// Our own options (Google Benchmark has taken its flags out of argv already).
+// The measurements' defaults (harness.h has the options).
 Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const size_t eq = arg.find('=');
-    const std::string name = arg.substr(0, eq);
-    const std::string value = eq == std::string::npos ? "" : arg.substr(eq + 1);
-    const auto numbers = [&] {
-      std::vector<double> v;
-      for (const std::string& item : split(value)) {
-        v.push_back(positive(item, name));
-      }
-      if (v.empty()) {
-        throw std::invalid_argument(name + " needs a value");
-      }
-      return v;
-    };
-    if (name == "--groups") {
-      const std::vector<std::string> groups = split(value);
-      o.groups = std::set<std::string>(groups.begin(), groups.end());
-    } else if (name == "--sizes") {
-      o.sizes_mib = numbers();
-    } else if (name == "--fault-mib") {
-      o.fault_mib = numbers().front();
-    } else if (name == "--compute-mib") {
-      o.compute_mib = numbers().front();
-    } else if (name == "--oversub") {
-      o.oversub = numbers();
-    } else {
-      throw std::invalid_argument("unknown option " + arg + " (see the head of guest_bench.cpp)");
-    }
-  }
-  return o;
+  Options defaults;
+  defaults.groups = {"prefetch", "floor", "faults", "compute", "oversub"};
+  defaults.oversub = {0.5, 1, 2, 4};
+  return parse_options(argc, argv, std::move(defaults), "guest_bench.cpp");
 }
 
 // Whole pages of at least one, from MiB.

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -130,6 +131,62 @@ int run_benchmarks(const char* program, int argc, char** argv, int repetitions, 
     return 2;
   }
   return failed() ? 1 : 0;
+}
+
+namespace {
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (!item.empty()) {
+      out.push_back(item);
+    }
+  }
+  return out;
+}
+
+std::vector<double> positive_numbers(const std::string& name, const std::string& value) {
+  std::vector<double> v;
+  for (const std::string& item : split(value)) {
+    char* end = nullptr;
+    const double x = std::strtod(item.c_str(), &end);
+    if (end == item.c_str() || *end != '\0' || !(x > 0)) {
+      throw std::invalid_argument(name + " takes positive numbers, not \"" + item + "\"");
+    }
+    v.push_back(x);
+  }
+  if (v.empty()) {
+    throw std::invalid_argument(name + " needs a value");
+  }
+  return v;
+}
+
+}  // namespace
+
+Options parse_options(int argc, char** argv, Options defaults, const char* source) {
+  Options o = std::move(defaults);
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const size_t eq = arg.find('=');
+    const std::string name = arg.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : arg.substr(eq + 1);
+    if (name == "--groups") {
+      const std::vector<std::string> groups = split(value);
+      o.groups = std::set<std::string>(groups.begin(), groups.end());
+    } else if (name == "--sizes") {
+      o.sizes_mib = positive_numbers(name, value);
+    } else if (name == "--fault-mib") {
+      o.fault_mib = positive_numbers(name, value).front();
+    } else if (name == "--compute-mib") {
+      o.compute_mib = positive_numbers(name, value).front();
+    } else if (name == "--oversub") {
+      o.oversub = positive_numbers(name, value);
+    } else {
+      throw std::invalid_argument("unknown option " + arg + " (see the head of " + source + ")");
+    }
+  }
+  return o;
 }
 
 }  // namespace hmmgpu::bench

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,25 @@ int run_benchmarks(const char* program, int argc, char** argv, int repetitions, 
 // True once any run has failed: the program must exit non-zero.
 [[nodiscard]] bool failed();
 void record_failure(const std::string& what);
+
+// The options both benchmark programs take, each --name=value:
+//   --groups=a,b      the groups of measurements to run
+//   --sizes=4,16      buffer sizes in MiB
+//   --fault-mib=64    the buffer of the fault measurements, MiB
+//   --compute-mib=64  the buffer of the compute measurements, MiB
+//   --oversub=0.5,2   oversubscription factors (of the VRAM, or of free memory)
+struct Options {
+  std::set<std::string> groups;
+  std::vector<double> sizes_mib = {4, 16, 64, 256};
+  double fault_mib = 64;
+  double compute_mib = 64;
+  std::vector<double> oversub;
+};
+
+// Parses the arguments Google Benchmark left over `defaults`; throws std::invalid_argument naming
+// the option at fault (and `source`, where the options are described) on an unknown option or a
+// value that is not a list of positive numbers.
+Options parse_options(int argc, char** argv, Options defaults, const char* source);
 
 // Seconds since an arbitrary epoch, from the monotonic clock.
 [[nodiscard]] inline double now() {
