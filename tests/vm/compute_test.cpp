@@ -27,18 +27,6 @@
 namespace hmmgpu::test {
 namespace {
 
-std::vector<Device> compute_devices() {
-  std::vector<Device> out;
-  for (auto& d : list_devices()) {
-    Fd fd(::open(d.dev_path().c_str(), O_RDWR | O_CLOEXEC));
-    hmmgpu_info info{};
-    if (fd.valid() && xioctl(fd.get(), HMMGPU_IOCTL_GET_INFO, &info) == 0 &&
-        (info.caps & HMMGPU_CAP_COMPUTE) != 0)
-      out.push_back(d);
-  }
-  return out;
-}
-
 uint64_t fnv1a(const void* p, size_t n) {
   uint64_t h = 0xcbf29ce484222325ULL;
   const auto* b = static_cast<const uint8_t*>(p);

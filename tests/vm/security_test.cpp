@@ -581,13 +581,12 @@ TEST(Vram, NoProcessKeepsAnotherOut) {
 // slot of the stream; the stream must still take any number of other
 // launches and NOP batches, from other processes, after it.
 TEST(Streams, PendingLaunchDoesNotBlockOthers) {
-  bool any = false;
-  for (const auto& dev : list_devices()) {
+  const auto devs = compute_devices();
+  if (devs.empty()) GTEST_SKIP() << "no device with HMMGPU_CAP_COMPUTE";
+  for (const auto& dev : devs) {
     Fd fd(::open(dev.dev_path().c_str(), O_RDWR | O_CLOEXEC));
     hmmgpu_info info{};
     ASSERT_EQ(xioctl(fd.get(), HMMGPU_IOCTL_GET_INFO, &info), 0);
-    if (!(info.caps & HMMGPU_CAP_COMPUTE)) continue;
-    any = true;
     int to_a[2], from_a[2];
     ASSERT_EQ(pipe(to_a), 0);
     ASSERT_EQ(pipe(from_a), 0);
@@ -641,7 +640,6 @@ TEST(Streams, PendingLaunchDoesNotBlockOthers) {
     ASSERT_TRUE(send_val(go_a.get(), 'g'));
     EXPECT_EQ(child_status(a), 0) << dev.node << ": the pending launch's result";
   }
-  if (!any) GTEST_SKIP() << "no device with HMMGPU_CAP_COMPUTE";
 }
 
 // A launch may run long (here: first touch of 32 MiB, far beyond a fence
@@ -650,13 +648,12 @@ TEST(Streams, PendingLaunchDoesNotBlockOthers) {
 TEST(Streams, LongLaunchDoesNotHaltDevice) {
   ParamOverride timeout("fence_timeout_ms", "200");
   ASSERT_TRUE(timeout.ok());
-  bool any = false;
-  for (const auto& dev : list_devices()) {
+  const auto devs = compute_devices();
+  if (devs.empty()) GTEST_SKIP() << "no device with HMMGPU_CAP_COMPUTE";
+  for (const auto& dev : devs) {
     Fd fd(::open(dev.dev_path().c_str(), O_RDWR | O_CLOEXEC));
     hmmgpu_info info{};
     ASSERT_EQ(xioctl(fd.get(), HMMGPU_IOCTL_GET_INFO, &info), 0);
-    if (!(info.caps & HMMGPU_CAP_COMPUTE)) continue;
-    any = true;
     constexpr size_t kLen = 32 << 20;
     Isolated mem(kLen);
     hmmgpu_launch l{};
@@ -680,7 +677,6 @@ TEST(Streams, LongLaunchDoesNotHaltDevice) {
     EXPECT_EQ(words[0], 0x5eedU);
     EXPECT_EQ(words[l.count - 1], 0x5eedU);
   }
-  if (!any) GTEST_SKIP() << "no device with HMMGPU_CAP_COMPUTE";
 }
 
 // The exec probe: argv = --probe FD OWNER_ADDR STREAM FENCE VALID.

@@ -102,13 +102,13 @@ long env_long(const char* name, long def) {
 
 const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
 
-std::vector<Device> migrate_devices() {
+std::vector<Device> devices_with_caps(uint32_t caps) {
   std::vector<Device> out;
   for (const auto& d : list_devices()) {
     Fd fd(::open(d.dev_path().c_str(), O_RDWR | O_CLOEXEC));
     hmmgpu_info info{};
     if (fd.valid() && xioctl(fd.get(), HMMGPU_IOCTL_GET_INFO, &info) == 0 &&
-        (info.caps & HMMGPU_CAP_MIGRATE))
+        (info.caps & caps) == caps)
       out.push_back(d);
   }
   return out;

@@ -66,8 +66,14 @@ long env_long(const char* name, long def);
 // The CPU page size.
 extern const size_t kPage;
 
+// The devices that have every capability of caps (HMMGPU_CAP_*).
+std::vector<Device> devices_with_caps(uint32_t caps);
+
 // The devices with HMMGPU_CAP_MIGRATE.
-std::vector<Device> migrate_devices();
+inline std::vector<Device> migrate_devices() { return devices_with_caps(HMMGPU_CAP_MIGRATE); }
+
+// The devices with HMMGPU_CAP_COMPUTE.
+inline std::vector<Device> compute_devices() { return devices_with_caps(HMMGPU_CAP_COMPUTE); }
 
 // An anonymous (or file) mapping, unmapped on destruction.
 class Mapping {
