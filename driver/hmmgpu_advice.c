@@ -81,7 +81,7 @@ struct hmmgpu_advice_range {
  * @ranges: disjoint ranges, adjacent ones with different advice
  * @ref: held by the notifier and by each VRAM page charged to the process
  * @vram_pages: per device minor, the VRAM pages charged to the process
- * @cpu_stream: the last CPU fault-around window of the process
+ * @cpu: what the process's CPU faults on VRAM brought back
  *	(hmmgpu_fault_around())
  */
 struct hmmgpu_mm {
@@ -90,7 +90,7 @@ struct hmmgpu_mm {
 	struct rb_root_cached ranges;
 	struct kref ref;
 	atomic_long_t vram_pages[HMMGPU_MAX_DEVICES];
-	unsigned long cpu_stream;
+	struct hmmgpu_cpu_faults cpu;
 };
 
 /* A piece of the painting of hmmgpu_advice_paint(). */
@@ -408,15 +408,12 @@ static int hmmgpu_mm_invalidate_start(struct mmu_notifier *mn,
 	struct hmmgpu_advice_seg seg[7];	/* 2 * 2 + 3 */
 	struct hmmgpu_advice_range *nodes[2];
 	unsigned long last = range->end - 1;
-	unsigned long stream;
 	unsigned int i;
 
 	if (range->event != MMU_NOTIFY_UNMAP)
 		return 0;
-	/* A stream of CPU faults through memory that goes ends with it. */
-	stream = READ_ONCE(hm->cpu_stream) & PAGE_MASK;
-	if (stream > range->start && stream <= range->end)
-		WRITE_ONCE(hm->cpu_stream, 0);
+	/* Forget what CPU faults brought back of the memory that goes. */
+	hmmgpu_fault_around_forget(&hm->cpu, range->start, range->end);
 	if (mmu_notifier_range_blockable(range))
 		mutex_lock(&hm->lock);
 	else if (!mutex_trylock(&hm->lock))
@@ -453,6 +450,7 @@ static struct mmu_notifier *hmmgpu_mm_alloc(struct mm_struct *mm)
 		return ERR_PTR(-ENOMEM);
 	mutex_init(&hm->lock);
 	hm->ranges = RB_ROOT_CACHED;
+	hmmgpu_cpu_faults_init(&hm->cpu);
 	kref_init(&hm->ref);
 	return &hm->mn;
 }
@@ -506,19 +504,30 @@ void hmmgpu_mm_put(struct hmmgpu_mm *hm)
 }
 
 /**
- * hmmgpu_mm_cpu_stream() - the fault-around state of a VRAM page's process
+ * hmmgpu_mm_cpu_faults() - the fault-around state of a process
+ * @hm: the process
+ *
+ * Return: &hmmgpu_mm.cpu.
+ */
+struct hmmgpu_cpu_faults *hmmgpu_mm_cpu_faults(struct hmmgpu_mm *hm)
+{
+	return &hm->cpu;
+}
+
+/**
+ * hmmgpu_page_cpu_faults() - the fault-around state of a VRAM page's process
  * @page: a VRAM page, locked (a CPU fault on it is being handled)
  *
  * The page keeps its &struct hmmgpu_mm while it is charged to it.
  *
- * Return: &hmmgpu_mm.cpu_stream of the process the page was charged to, or
- * NULL when it was charged to none.
+ * Return: &hmmgpu_mm.cpu of the process the page was charged to, or NULL
+ * when it was charged to none.
  */
-unsigned long *hmmgpu_mm_cpu_stream(struct page *page)
+struct hmmgpu_cpu_faults *hmmgpu_page_cpu_faults(struct page *page)
 {
 	struct hmmgpu_mm *hm = page->zone_device_data;
 
-	return hm ? &hm->cpu_stream : NULL;
+	return hm ? &hm->cpu : NULL;
 }
 
 /**

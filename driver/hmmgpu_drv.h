@@ -610,6 +610,39 @@ struct hmmgpu_device {
 
 struct hmmgpu_mm;
 struct hmmgpu_map_run;
+
+#define HMMGPU_CPU_REGIONS	8
+
+/**
+ * struct hmmgpu_cpu_region - the pages of one region that a process's CPU
+ *	faults on VRAM brought back lately (hmmgpu_policy.c)
+ * @base: the region's first address; 0 when unused
+ * @stamp: jiffies of the last fault in it
+ * @back: per page, a fault-around window brought it back, and it has not
+ *	moved to a device since
+ */
+struct hmmgpu_cpu_region {
+	unsigned long base;
+	unsigned long stamp;
+	DECLARE_BITMAP(back, HMMGPU_REGION_PAGES);
+};
+
+/**
+ * struct hmmgpu_cpu_faults - a process's CPU faults on VRAM, for
+ *	fault-around (hmmgpu_policy.c, DOC: CPU fault-around)
+ * @lock: protects the rest; taken in MMU notifiers, so never held around
+ *	an allocation
+ * @next: the end of the last fault-around window; 0 when there is none
+ * @pages: the size of that window, in pages
+ * @regions: the regions faulted in lately, direct-mapped by address
+ */
+struct hmmgpu_cpu_faults {
+	spinlock_t lock;		/* see above */
+	unsigned long next;
+	unsigned int pages;
+	struct hmmgpu_cpu_region regions[HMMGPU_CPU_REGIONS];
+};
+
 struct hmmgpu_fault_batch;
 
 /**
@@ -804,10 +837,14 @@ void hmmgpu_prefetch_select(const unsigned long *faulted,
 			    const unsigned long *allowed,
 			    unsigned long *prefetch, u16 *count);
 u32 hmmgpu_thrash_now(void);
-void hmmgpu_fault_around(unsigned long *stream, unsigned long addr,
+void hmmgpu_cpu_faults_init(struct hmmgpu_cpu_faults *cf);
+void hmmgpu_fault_around(struct hmmgpu_cpu_faults *cf, unsigned long addr,
 			 unsigned long vm_start, unsigned long vm_end,
 			 unsigned long *start, unsigned long *end);
-unsigned long *hmmgpu_mm_cpu_stream(struct page *page);
+void hmmgpu_fault_around_forget(struct hmmgpu_cpu_faults *cf,
+				unsigned long start, unsigned long end);
+struct hmmgpu_cpu_faults *hmmgpu_mm_cpu_faults(struct hmmgpu_mm *hm);
+struct hmmgpu_cpu_faults *hmmgpu_page_cpu_faults(struct page *page);
 void hmmgpu_thrash_arrive(struct hmmgpu_thrash *t, unsigned int page, u32 now);
 void hmmgpu_thrash_leave(struct hmmgpu_thrash *t, unsigned int page, u32 now);
 bool hmmgpu_thrash_return(struct hmmgpu_thrash *t, unsigned int page, u32 now);

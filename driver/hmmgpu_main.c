@@ -43,7 +43,7 @@ MODULE_PARM_DESC(fault_around_pages,
 unsigned int hmmgpu_fault_around_max_pages = 512;
 module_param_named(fault_around_max_pages, hmmgpu_fault_around_max_pages, uint, 0644);
 MODULE_PARM_DESC(fault_around_max_pages,
-		 "Largest fault-around window, reached by doubling while a process faults sequentially: a power of two up to 512; at most fault_around_pages turns the growth off (default 512 = 2 MiB)");
+		 "Largest fault-around window, reached while a process faults in order (doubling) or densely (prefetch_threshold): a power of two up to 512; at most fault_around_pages turns the growth off (default 512 = 2 MiB)");
 
 bool hmmgpu_fault_migrate = true;
 module_param_named(fault_migrate, hmmgpu_fault_migrate, bool, 0644);

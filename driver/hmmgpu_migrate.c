@@ -36,9 +36,9 @@
  *
  * A CPU access to a VRAM page calls hmmgpu_migrate_to_ram(). It migrates
  * the faulting page and its neighbours in an aligned window of
- * fault_around_pages pages, or more while the process reads sequentially
- * (hmmgpu_policy.c, DOC: CPU fault-around), clamped to the VMA and copied
- * with one command.
+ * fault_around_pages pages, or more where the process reads in order or
+ * densely (hmmgpu_policy.c, DOC: CPU fault-around), clamped to the VMA and
+ * copied with one command.
  * The faulting page decides the outcome: VM_FAULT_OOM when no system page
  * could be allocated for it, VM_FAULT_SIGBUS when its copy failed (copy
  * error, hung or lost device); a neighbour that could not move stays in
@@ -558,6 +558,10 @@ static int hmmgpu_batch_finish(struct hmmgpu_batch *b)
 	hmmgpu_batch_account(b, n, b->dir);
 	migrate_vma_finalize(&b->args);
 	b->setup = false;
+	/* What went to the VRAM no longer counts as brought back by the CPU. */
+	if (b->dir == HMMGPU_COPY_TO_VRAM && b->owner)
+		hmmgpu_fault_around_forget(hmmgpu_mm_cpu_faults(b->owner),
+					   b->args.start, b->args.end);
 	return ret;
 }
 
@@ -919,7 +923,7 @@ vm_fault_t hmmgpu_migrate_to_ram(struct vm_fault *vmf)
 	vm_fault_t ret;
 
 	atomic64_inc(&hdev->stats.cpu_faults);
-	hmmgpu_fault_around(hmmgpu_mm_cpu_stream(vmf->page), vmf->address,
+	hmmgpu_fault_around(hmmgpu_page_cpu_faults(vmf->page), vmf->address,
 			    vmf->vma->vm_start, vmf->vma->vm_end, &start, &end);
 	n = (end - start) >> PAGE_SHIFT;
 	b = hmmgpu_batch_alloc(n, GFP_KERNEL);

@@ -61,21 +61,34 @@
  * DOC: CPU fault-around
  *
  * A CPU access to a VRAM page migrates it back together with its
- * neighbours (hmmgpu_migrate_to_ram()): the window around the faulting
- * page, naturally aligned, of fault_around_pages pages. Every migration
- * waits for a copy-engine round trip, which costs more than the copy of
- * the window, so a process that reads through device-resident memory in
- * order is served the way file readahead serves sequential reads: while
- * its faults keep landing in the window just after the previous one, the
- * window doubles, up to fault_around_max_pages (2 MiB, amdkfd's migration
- * granularity); any other fault starts again at fault_around_pages. A
- * fault_around_pages of 1 turns fault-around off, growth included.
+ * neighbours (hmmgpu_migrate_to_ram()): a window around the faulting page.
+ * Every such migration waits for a copy-engine round trip, which costs
+ * more than copying the window, so the window grows where the process is
+ * evidently going to read more:
  *
- * The state is one word per process (&hmmgpu_mm.cpu_stream, reached from
- * the faulting page): the end of the last window, with the base-2
- * logarithm of its size in pages in the low bits. Concurrent faults update
- * it without a lock; a lost update only costs a window of the base size.
- * Streams of several threads interleave and then get the base window.
+ * - In order, the way file readahead serves sequential reads: while the
+ *   process's faults keep landing in the window just after the previous
+ *   one, the window doubles, up to fault_around_max_pages (2 MiB, amdkfd's
+ *   migration granularity).
+ * - By density, the way the device fault service prefetches (DOC:
+ *   Prefetching): in the region (2 MiB) of the fault, the pages that CPU
+ *   faults brought back lately count, and the window is the largest
+ *   naturally aligned subregion around the faulting page, up to
+ *   fault_around_max_pages, in which at least prefetch_threshold percent
+ *   of the pages count. A process that reads a buffer in random order
+ *   thus takes the second half of each region in one fault.
+ *
+ * Otherwise the window is the aligned fault_around_pages around the page.
+ * A fault_around_pages of 1 turns fault-around off, growth included; a
+ * prefetch_threshold of 0 turns the density rule off.
+ *
+ * The state is per process (&struct hmmgpu_cpu_faults in &struct
+ * hmmgpu_mm, reached from the faulting page): the last window, and a
+ * bitmap of the pages brought back for each of the last few regions
+ * faulted in (direct-mapped; a region not faulted in for a second is
+ * forgotten). Pages that move to a device again (hmmgpu_migrate.c) or are
+ * unmapped are cleared from it. Streams of several threads interleave and
+ * then get the density rule only.
  */
 
 #include <linux/bitmap.h>
@@ -225,8 +238,59 @@ static unsigned int hmmgpu_fault_around_param(unsigned int n)
 }
 
 /**
+ * hmmgpu_cpu_faults_init() - initialise the fault-around state of a process
+ * @cf: the state, zeroed
+ */
+void hmmgpu_cpu_faults_init(struct hmmgpu_cpu_faults *cf)
+{
+	spin_lock_init(&cf->lock);
+}
+
+/* The entry of the region of @addr, or NULL when it is not in the table. */
+static struct hmmgpu_cpu_region *
+hmmgpu_cpu_region(struct hmmgpu_cpu_faults *cf, unsigned long addr)
+{
+	unsigned long base = addr & ~(HMMGPU_REGION_SIZE - 1);
+	struct hmmgpu_cpu_region *cr;
+
+	cr = &cf->regions[(base >> HMMGPU_REGION_SHIFT) % HMMGPU_CPU_REGIONS];
+	return cr->base == base ? cr : NULL;
+}
+
+/* Pages of bits [@start, @start + @n) of a region's bitmap that are set. */
+static unsigned int hmmgpu_bits_in(const unsigned long *map,
+				   unsigned int start, unsigned int n)
+{
+	DECLARE_BITMAP(tmp, HMMGPU_REGION_PAGES);
+
+	bitmap_shift_right(tmp, map, start, HMMGPU_REGION_PAGES);
+	return bitmap_weight(tmp, n);
+}
+
+/*
+ * The density window (see DOC: CPU fault-around) of a fault at page @page
+ * of region @cr, or 0: the largest aligned subregion of at most @max pages,
+ * larger than @min, where @threshold percent of the pages are back.
+ */
+static unsigned int hmmgpu_fault_density(const struct hmmgpu_cpu_region *cr,
+					 unsigned int page, unsigned int min,
+					 unsigned int max, unsigned int threshold)
+{
+	unsigned int k, first, count;
+
+	for (k = max; k > min; k /= 2) {
+		first = ALIGN_DOWN(page, k);
+		count = hmmgpu_bits_in(cr->back, first, k) +
+			!test_bit(page, cr->back);
+		if (count * 100 >= k * threshold)
+			return k;
+	}
+	return 0;
+}
+
+/**
  * hmmgpu_fault_around() - the fault-around window of a CPU fault on VRAM
- * @stream: the process's state (&hmmgpu_mm.cpu_stream), updated; or NULL
+ * @cf: the process's state, updated; or NULL (the base window)
  * @addr: the faulting address
  * @vm_start: start of its VMA
  * @vm_end: end of its VMA
@@ -234,24 +298,88 @@ static unsigned int hmmgpu_fault_around_param(unsigned int n)
  * @end: out, end of the window
  *
  * See DOC: CPU fault-around. The window holds @addr, lies in the VMA and
- * starts on a multiple of fault_around_pages pages.
+ * starts on a multiple of fault_around_pages pages. It is recorded as
+ * brought back.
  */
-void hmmgpu_fault_around(unsigned long *stream, unsigned long addr,
+void hmmgpu_fault_around(struct hmmgpu_cpu_faults *cf, unsigned long addr,
 			 unsigned long vm_start, unsigned long vm_end,
 			 unsigned long *start, unsigned long *end)
 {
 	unsigned int base = hmmgpu_fault_around_param(READ_ONCE(hmmgpu_fault_around_pages));
 	unsigned int max = hmmgpu_fault_around_param(READ_ONCE(hmmgpu_fault_around_max_pages));
-	unsigned long last = stream ? READ_ONCE(*stream) : 0;
-	unsigned long next = last & PAGE_MASK;
-	unsigned int pages = 1U << (last & ~PAGE_MASK);
-	unsigned int n = base;
+	unsigned int threshold = READ_ONCE(hmmgpu_prefetch_threshold);
+	unsigned long region = addr & ~(HMMGPU_REGION_SIZE - 1);
+	unsigned int page = (addr - region) >> PAGE_SHIFT;
+	unsigned int n = base, k = 0, first, last;
+	struct hmmgpu_cpu_region *cr;
 
-	if (base > 1 && next && addr >= next &&
-	    addr - next < (unsigned long)pages << PAGE_SHIFT)
-		n = clamp(pages * 2, base, max(base, max));
-	*start = max(ALIGN_DOWN(addr, (unsigned long)base << PAGE_SHIFT), vm_start);
+	max = max(base, max);
+	*start = ALIGN_DOWN(addr, (unsigned long)base << PAGE_SHIFT);
+	if (!cf || base == 1)
+		goto out;
+
+	spin_lock(&cf->lock);
+	if (cf->next && addr >= cf->next &&
+	    addr - cf->next < (unsigned long)cf->pages << PAGE_SHIFT)
+		n = clamp(cf->pages * 2, base, max);
+	cr = hmmgpu_cpu_region(cf, addr);
+	if (cr && time_after(jiffies, cr->stamp + HZ))
+		cr = NULL;
+	if (cr && threshold)
+		k = hmmgpu_fault_density(cr, page, n, max, min(threshold, 100U));
+	if (k) {
+		n = k;
+		*start = region + ((unsigned long)ALIGN_DOWN(page, k) << PAGE_SHIFT);
+	}
+	if (!cr) {
+		cr = &cf->regions[(region >> HMMGPU_REGION_SHIFT) %
+				  HMMGPU_CPU_REGIONS];
+		cr->base = region;
+		bitmap_zero(cr->back, HMMGPU_REGION_PAGES);
+	}
+	cr->stamp = jiffies;
+	/* The window, as far as it lies in this region, comes back. */
+	first = (*start - region) >> PAGE_SHIFT;
+	last = min_t(unsigned long, first + n, HMMGPU_REGION_PAGES);
+	bitmap_set(cr->back, first, last - first);
+	cf->next = *start + ((unsigned long)n << PAGE_SHIFT);
+	cf->pages = n;
+	spin_unlock(&cf->lock);
+out:
 	*end = min(*start + ((unsigned long)n << PAGE_SHIFT), vm_end);
-	if (stream)
-		WRITE_ONCE(*stream, *end | ilog2(n));
+	*start = max(*start, vm_start);
+}
+
+/**
+ * hmmgpu_fault_around_forget() - pages left system memory or the process
+ * @cf: the process's state
+ * @start: first address
+ * @end: end of the range
+ *
+ * The pages of [@start, @end) moved to a device, or were unmapped: they no
+ * longer count as brought back, and a window that ended in the range no
+ * longer makes the next fault sequential.
+ *
+ * Context: any; takes &hmmgpu_cpu_faults.lock.
+ */
+void hmmgpu_fault_around_forget(struct hmmgpu_cpu_faults *cf,
+				unsigned long start, unsigned long end)
+{
+	unsigned long base, first, last;
+	unsigned int i;
+
+	spin_lock(&cf->lock);
+	if (cf->next > start && cf->next <= end)
+		cf->next = 0;
+	for (i = 0; i < HMMGPU_CPU_REGIONS; i++) {
+		struct hmmgpu_cpu_region *cr = &cf->regions[i];
+
+		base = cr->base;
+		if (!base || end <= base || start >= base + HMMGPU_REGION_SIZE)
+			continue;
+		first = (max(start, base) - base) >> PAGE_SHIFT;
+		last = (min(end, base + HMMGPU_REGION_SIZE) - base) >> PAGE_SHIFT;
+		bitmap_clear(cr->back, first, last - first);
+	}
+	spin_unlock(&cf->lock);
 }
