@@ -9,8 +9,9 @@
 //
 // Scenarios: Mixed (processes x threads doing CPU writes, prefetches both
 // ways, kernels with faults, munmap/mmap, mprotect, fork, MADV_DONTNEED,
-// THP collapse, compaction), CpuFaultStorm (many threads faulting device
-// pages back, on the same and on different pages), DeviceFaultStorm
+// THP collapse, compaction, memory pressure), CpuFaultStorm (many threads
+// faulting device pages back, on the same and on different pages),
+// DeviceFaultStorm
 // (every stream of every GPU first-touching memory while the CPU takes
 // pages back and the VRAM overflows; a small fault buffer overflows too),
 // CopyFailures (copy-engine failures injected at random while pages move),
@@ -86,6 +87,20 @@ uint64_t total_counter(__u64 hmmgpu_counters::*field) {
     hmmgpu_counters c{};
     if (xioctl(d.fd.get(), HMMGPU_IOCTL_GET_COUNTERS, &c) == 0) sum += c.*field;
   }
+  return sum;
+}
+
+// The sum of the /proc/vmstat counters whose names start with `prefix`
+// (e.g. "pgscan_": pages reclaim scanned).
+uint64_t vmstat(const std::string& prefix) {
+  std::FILE* f = std::fopen("/proc/vmstat", "r");
+  if (f == nullptr) return 0;
+  char name[64];
+  unsigned long long value = 0;
+  uint64_t sum = 0;
+  while (std::fscanf(f, "%63s %llu", name, &value) == 2)
+    if (std::string(name).starts_with(prefix)) sum += value;
+  std::fclose(f);
   return sum;
 }
 
@@ -423,6 +438,77 @@ class Compactor {
   std::thread thread_;
 };
 
+// Memory pressure in the guest: a child process that, over and over,
+// populates all of the memory the kernel says is available but 192 MiB,
+// holds it a moment and lets it go, so that reclaim, compaction and the
+// allocation slow paths run beside the workers. It volunteers for the OOM
+// killer (oom_score_adj 1000): if the kernel runs short anyway, the hog
+// dies, not a worker, and is started again.
+class MemoryPressure {
+ public:
+  MemoryPressure() : thread_([this] { run(); }) {}
+  MemoryPressure(const MemoryPressure&) = delete;
+  MemoryPressure& operator=(const MemoryPressure&) = delete;
+  ~MemoryPressure() {
+    stop_ = true;
+    thread_.join();
+  }
+  [[nodiscard]] uint64_t rounds() const { return std::atomic_ref<uint64_t>(*rounds_).load(); }
+
+ private:
+  static size_t available() {
+    std::FILE* f = std::fopen("/proc/meminfo", "r");
+    if (f == nullptr) return 0;
+    char line[128];
+    size_t kib = 0;
+    while (std::fgets(line, sizeof(line), f) != nullptr)
+      if (std::sscanf(line, "MemAvailable: %zu kB", &kib) == 1) break;
+    std::fclose(f);
+    return kib * 1024;
+  }
+  void hog() {
+    write_file("/proc/self/oom_score_adj", "1000");
+    for (;;) {
+      const size_t avail = available(), margin = size_t{192} << 20;
+      if (avail > 2 * margin) {
+        const size_t len = (avail - margin) & ~((size_t{2} << 20) - 1);
+        void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+          // Huge pages where compaction finds them: a page fault per 2 MiB
+          // keeps a round short under TCG.
+          madvise(p, len, MADV_HUGEPAGE);
+          madvise(p, len, 23 /* MADV_POPULATE_WRITE; ENOMEM under pressure is fine */);
+          std::this_thread::sleep_for(200ms);
+          munmap(p, len);
+          std::atomic_ref<uint64_t>(*rounds_).fetch_add(1);
+        }
+      }
+      std::this_thread::sleep_for(300ms);
+    }
+  }
+  void run() {
+    while (!stop_) {
+      std::fflush(nullptr);
+      const pid_t pid = fork();
+      if (pid == 0) {
+        hog();
+        _exit(0);
+      }
+      if (pid < 0) return;
+      while (!stop_ && waitpid(pid, nullptr, WNOHANG) == 0) std::this_thread::sleep_for(50ms);
+      if (stop_) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+    }
+  }
+  // Counted by the child, read here.
+  Mapping shared_{sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS};
+  uint64_t* rounds_ = reinterpret_cast<uint64_t*>(shared_.get());
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 // Every device's debugfs state and counters, to stderr: what the stuck
 // launches wait for (fences, fault buffer, stalled queues).
 void dump_device_state() {
@@ -430,8 +516,7 @@ void dump_device_state() {
   std::error_code ec;
   // What the fault service does meanwhile, for a second.
   const std::string events = "/sys/kernel/tracing/events/hmmgpu/";
-  const char* fault_events[] = {"hmmgpu_device_fault", "hmmgpu_fault_service",
-                                "hmmgpu_device_map"};
+  const char* fault_events[] = {"hmmgpu_device_fault", "hmmgpu_fault_service", "hmmgpu_device_map"};
   write_file("/sys/kernel/tracing/trace", "");
   for (const char* e : fault_events) write_file(events + e + "/enable", "1");
   std::this_thread::sleep_for(1s);
@@ -509,14 +594,19 @@ class Stress : public testing::Test {
 TEST_F(Stress, Mixed) {
   const uint64_t faults0 = total_counter(&hmmgpu_counters::device_faults);
   const uint64_t cpu0 = total_counter(&hmmgpu_counters::cpu_faults);
+  const uint64_t scanned0 = vmstat("pgscan_");
   Compactor compactor;
+  MemoryPressure pressure;
   Tally t = run_processes(2, 3, [&](std::vector<Dev>& devs, int w, Tally* tally) {
     mixed_worker(devs, 1000 + w, until_, false, tally);
   });
   report("Mixed", t,
          std::to_string(total_counter(&hmmgpu_counters::device_faults) - faults0) +
              " device faults, " +
-             std::to_string(total_counter(&hmmgpu_counters::cpu_faults) - cpu0) + " CPU faults");
+             std::to_string(total_counter(&hmmgpu_counters::cpu_faults) - cpu0) + " CPU faults, " +
+             std::to_string(pressure.rounds()) + " rounds of memory pressure (" +
+             std::to_string(vmstat("pgscan_") - scanned0) + " pages scanned by reclaim)");
+  EXPECT_GT(pressure.rounds(), 0U) << "the memory hog never ran";
 }
 
 // Sixteen threads fault the pages of one device-resident buffer back at
