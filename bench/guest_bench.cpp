@@ -16,7 +16,8 @@
 //   prefetch/S/<MiB>M            fill, MIGRATE to the device (to_device_s), MIGRATE back
 //                                (to_system_s), check the data. test_hmm's MIGRATE_TO_DEV also
 //                                copies the data out for verification: that copy is timed alone
-//                                with HMM_DMIRROR_READ (verify_copy_s) and taken off to_device_s.
+//                                with HMM_DMIRROR_READ (verify_copy_s, the least of three reads,
+//                                at most half of the migration) and taken off to_device_s.
 //   fault_back/S/seq|random/<MiB>M  fill, migrate, then one read per page in address or random
 //                                order (fault_back_s), the CPU faults counted (faults,
 //                                us_per_fault), check the data.
@@ -241,10 +242,18 @@ void Suite::register_prefetch_test_hmm(uint64_t bytes) {
     // MIGRATE_TO_DEV's verification copy alone (bounce buffer, copy out of the mirror,
     // copy_to_user): HMM_DMIRROR_READ of the same pages, the second time, when the first has
     // filled the mirror. (Of system pages: see TestHmm::read.)
+    // The least disturbed of three reads: under TCG one read can take longer than the whole
+    // migration did, and the difference must stay a time.
     test_hmm_->read(buf, out);
-    out.assign(out.size(), 0);
-    const double verify = timed([&] { test_hmm_->read(buf, out); });
-    check_pattern(out.data(), out.size(), seed, "returned by HMM_DMIRROR_READ");
+    double verify = with_verify;
+    for (int i = 0; i < 3; i++) {
+      out.assign(out.size(), 0);
+      verify = std::min(verify, timed([&] { test_hmm_->read(buf, out); }));
+      check_pattern(out.data(), out.size(), seed, "returned by HMM_DMIRROR_READ");
+    }
+    // A disturbed read must not make the migration look free: in quiet runs the copy is a third
+    // to two fifths of it, so at most half is taken off.
+    verify = std::min(verify, with_verify / 2);
     s.add_phase("to_device", with_verify - verify, true);
     s.add_phase("to_device_with_verify", with_verify, false);
     s.add_phase("verify_copy", verify, false);
