@@ -413,7 +413,7 @@ static int hmmgpu_mm_invalidate_start(struct mmu_notifier *mn,
 	if (range->event != MMU_NOTIFY_UNMAP)
 		return 0;
 	/* Forget what CPU faults brought back of the memory that goes. */
-	hmmgpu_fault_around_forget(&hm->cpu, range->start, range->end);
+	hmmgpu_fault_around_forget(&hm->cpu, range->start, range->end, false);
 	if (mmu_notifier_range_blockable(range))
 		mutex_lock(&hm->lock);
 	else if (!mutex_trylock(&hm->lock))

@@ -611,19 +611,22 @@ struct hmmgpu_device {
 struct hmmgpu_mm;
 struct hmmgpu_map_run;
 
-#define HMMGPU_CPU_REGIONS	8
+#define HMMGPU_CPU_REGIONS	64
 
 /**
  * struct hmmgpu_cpu_region - the pages of one region that a process's CPU
  *	faults on VRAM brought back lately (hmmgpu_policy.c)
  * @base: the region's first address; 0 when unused
- * @stamp: jiffies of the last fault in it
+ * @stamp: jiffies of the last fault in it, the CPU's or a device's
+ * @busy: jiffies of the last device fault that moved pages of it to a
+ *	device; 0 when none did
  * @back: per page, a fault-around window brought it back, and it has not
  *	moved to a device since
  */
 struct hmmgpu_cpu_region {
 	unsigned long base;
 	unsigned long stamp;
+	unsigned long busy;
 	DECLARE_BITMAP(back, HMMGPU_REGION_PAGES);
 };
 
@@ -842,7 +845,8 @@ void hmmgpu_fault_around(struct hmmgpu_cpu_faults *cf, unsigned long addr,
 			 unsigned long vm_start, unsigned long vm_end,
 			 unsigned long *start, unsigned long *end);
 void hmmgpu_fault_around_forget(struct hmmgpu_cpu_faults *cf,
-				unsigned long start, unsigned long end);
+				unsigned long start, unsigned long end,
+				bool device_fault);
 struct hmmgpu_cpu_faults *hmmgpu_mm_cpu_faults(struct hmmgpu_mm *hm);
 struct hmmgpu_cpu_faults *hmmgpu_page_cpu_faults(struct page *page);
 void hmmgpu_thrash_arrive(struct hmmgpu_thrash *t, unsigned int page, u32 now);

@@ -561,7 +561,8 @@ static int hmmgpu_batch_finish(struct hmmgpu_batch *b)
 	/* What went to the VRAM no longer counts as brought back by the CPU. */
 	if (b->dir == HMMGPU_COPY_TO_VRAM && b->owner)
 		hmmgpu_fault_around_forget(hmmgpu_mm_cpu_faults(b->owner),
-					   b->args.start, b->args.end);
+					   b->args.start, b->args.end,
+					   b->populate);
 	return ret;
 }
 

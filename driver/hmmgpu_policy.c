@@ -79,14 +79,18 @@
  *   thus takes the second half of each region in one fault.
  *
  * Otherwise the window is the aligned fault_around_pages around the page.
- * A fault_around_pages of 1 turns fault-around off, growth included; a
- * prefetch_threshold of 0 turns the density rule off.
+ * Neither rule applies in a region whose pages the device's own faults
+ * moved to it within the last thrash_lapse_ms: there the device is at work
+ * and would fault the pages straight back (the two would thrash), so the
+ * CPU takes only the base window. A fault_around_pages of 1 turns
+ * fault-around off, growth included; a prefetch_threshold of 0 turns the
+ * density rule off.
  *
  * The state is per process (&struct hmmgpu_cpu_faults in &struct
  * hmmgpu_mm, reached from the faulting page): the last window, and a
- * bitmap of the pages brought back for each of the last few regions
- * faulted in (direct-mapped; a region not faulted in for a second is
- * forgotten). Pages that move to a device again (hmmgpu_migrate.c) or are
+ * bitmap of the pages brought back for each of the regions faulted in
+ * lately (a direct-mapped table of %HMMGPU_CPU_REGIONS regions, 128 MiB;
+ * a region not faulted in for a second is forgotten). Pages that move to a device again (hmmgpu_migrate.c) or are
  * unmapped are cleared from it. Streams of several threads interleave and
  * then get the density rule only.
  */
@@ -257,6 +261,15 @@ hmmgpu_cpu_region(struct hmmgpu_cpu_faults *cf, unsigned long addr)
 	return cr->base == base ? cr : NULL;
 }
 
+/* Make @cr the (empty) entry of the region at @base. */
+static void hmmgpu_cpu_region_reset(struct hmmgpu_cpu_region *cr,
+				    unsigned long base)
+{
+	cr->base = base;
+	cr->busy = 0;
+	bitmap_zero(cr->back, HMMGPU_REGION_PAGES);
+}
+
 /* Pages of bits [@start, @start + @n) of a region's bitmap that are set. */
 static unsigned int hmmgpu_bits_in(const unsigned long *map,
 				   unsigned int start, unsigned int n)
@@ -319,12 +332,15 @@ void hmmgpu_fault_around(struct hmmgpu_cpu_faults *cf, unsigned long addr,
 		goto out;
 
 	spin_lock(&cf->lock);
+	cr = hmmgpu_cpu_region(cf, addr);
+	if (cr && cr->busy &&
+	    time_before(jiffies, cr->busy + msecs_to_jiffies(READ_ONCE(hmmgpu_thrash_lapse_ms))))
+		max = base;	/* the device is at work here */
+	if (cr && time_after(jiffies, cr->stamp + HZ))
+		cr = NULL;
 	if (cf->next && addr >= cf->next &&
 	    addr - cf->next < (unsigned long)cf->pages << PAGE_SHIFT)
 		n = clamp(cf->pages * 2, base, max);
-	cr = hmmgpu_cpu_region(cf, addr);
-	if (cr && time_after(jiffies, cr->stamp + HZ))
-		cr = NULL;
 	if (cr && threshold)
 		k = hmmgpu_fault_density(cr, page, n, max, min(threshold, 100U));
 	if (k) {
@@ -334,8 +350,7 @@ void hmmgpu_fault_around(struct hmmgpu_cpu_faults *cf, unsigned long addr,
 	if (!cr) {
 		cr = &cf->regions[(region >> HMMGPU_REGION_SHIFT) %
 				  HMMGPU_CPU_REGIONS];
-		cr->base = region;
-		bitmap_zero(cr->back, HMMGPU_REGION_PAGES);
+		hmmgpu_cpu_region_reset(cr, region);
 	}
 	cr->stamp = jiffies;
 	/* The window, as far as it lies in this region, comes back. */
@@ -355,22 +370,39 @@ out:
  * @cf: the process's state
  * @start: first address
  * @end: end of the range
+ * @device_fault: a device fault moved the pages to its VRAM
  *
  * The pages of [@start, @end) moved to a device, or were unmapped: they no
  * longer count as brought back, and a window that ended in the range no
- * longer makes the next fault sequential.
+ * longer makes the next fault sequential. After a device fault, the CPU's
+ * faults in the region keep to the base window for a while (see DOC: CPU
+ * fault-around).
  *
  * Context: any; takes &hmmgpu_cpu_faults.lock.
  */
 void hmmgpu_fault_around_forget(struct hmmgpu_cpu_faults *cf,
-				unsigned long start, unsigned long end)
+				unsigned long start, unsigned long end,
+				bool device_fault)
 {
 	unsigned long base, first, last;
+	struct hmmgpu_cpu_region *cr;
 	unsigned int i;
 
 	spin_lock(&cf->lock);
 	if (cf->next > start && cf->next <= end)
 		cf->next = 0;
+	if (device_fault) {
+		/* The fault service moves pages of one region at a time. */
+		cr = hmmgpu_cpu_region(cf, start);
+		if (!cr) {
+			base = start & ~(HMMGPU_REGION_SIZE - 1);
+			cr = &cf->regions[(base >> HMMGPU_REGION_SHIFT) %
+					  HMMGPU_CPU_REGIONS];
+			hmmgpu_cpu_region_reset(cr, base);
+		}
+		cr->stamp = jiffies;
+		cr->busy = jiffies ? jiffies : 1;
+	}
 	for (i = 0; i < HMMGPU_CPU_REGIONS; i++) {
 		struct hmmgpu_cpu_region *cr = &cf->regions[i];
 
