@@ -439,7 +439,7 @@ class Compactor {
 };
 
 // Memory pressure in the guest: a child process that, over and over,
-// populates all of the memory the kernel says is available but 192 MiB,
+// populates all of the memory the kernel says is available but 16 MiB,
 // holds it a moment and lets it go, so that reclaim, compaction and the
 // allocation slow paths run beside the workers. It volunteers for the OOM
 // killer (oom_score_adj 1000): if the kernel runs short anyway, the hog
@@ -469,7 +469,7 @@ class MemoryPressure {
   void hog() {
     write_file("/proc/self/oom_score_adj", "1000");
     for (;;) {
-      const size_t avail = available(), margin = size_t{192} << 20;
+      const size_t avail = available(), margin = size_t{16} << 20;
       if (avail > 2 * margin) {
         const size_t len = (avail - margin) & ~((size_t{2} << 20) - 1);
         void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -600,13 +600,15 @@ TEST_F(Stress, Mixed) {
   Tally t = run_processes(2, 3, [&](std::vector<Dev>& devs, int w, Tally* tally) {
     mixed_worker(devs, 1000 + w, until_, false, tally);
   });
+  const uint64_t scanned = vmstat("pgscan_") - scanned0;
   report("Mixed", t,
          std::to_string(total_counter(&hmmgpu_counters::device_faults) - faults0) +
              " device faults, " +
              std::to_string(total_counter(&hmmgpu_counters::cpu_faults) - cpu0) + " CPU faults, " +
              std::to_string(pressure.rounds()) + " rounds of memory pressure (" +
-             std::to_string(vmstat("pgscan_") - scanned0) + " pages scanned by reclaim)");
-  EXPECT_GT(pressure.rounds(), 0U) << "the memory hog never ran";
+             std::to_string(scanned) + " pages scanned by reclaim)");
+  EXPECT_TRUE(pressure.rounds() > 0 || scanned > 0)
+      << "no memory pressure: the hog completed no round and reclaim scanned nothing";
 }
 
 // Sixteen threads fault the pages of one device-resident buffer back at
