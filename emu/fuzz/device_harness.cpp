@@ -642,11 +642,12 @@ class Harness {
     }
   }
 
-  // Records the descriptors completed since the last look (TAIL moved), on every queue: a cancel
-  // on queue 0 completes launches of others.
+  // Records the descriptors completed since the last look, on every queue: a cancel on queue 0
+  // completes launches of others. It asks the device, not BAR2: the input may have overwritten
+  // TAIL there, and a stale TAIL would replay old completions into the checks.
   void observe(uint32_t g) {
     for (uint32_t q = 0; q < num_queues(); ++q) {
-      const uint32_t tail = load32(g, regs::queue_reg(q, regs::qreg::kTail));
+      const uint32_t tail = gpus_.at(g)->completed(q);
       uint32_t& seen = seen_tail_.at(g).at(q);
       if (tail - seen <= regs::kRingEntries) {
         for (; seen != tail; ++seen) {

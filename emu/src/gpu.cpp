@@ -456,6 +456,13 @@ void Gpu::handle_control() {
 
 // ---- detached devices ----
 
+uint32_t Gpu::completed(uint32_t queue) const {
+  if (!detached_) {
+    throw std::logic_error("completed: the GPU has engine threads");
+  }
+  return queues_.at(queue).tail;
+}
+
 size_t Gpu::run_engine(uint32_t queue, size_t max_steps) {
   if (!detached_) {
     throw std::logic_error("run_engine: the GPU has engine threads");

@@ -161,6 +161,9 @@ class Gpu {
   // that also clears the control registers.
   size_t run_engine(uint32_t queue, size_t max_steps);
   void disconnect();
+  // Detached devices only, as run_engine: the descriptors of `queue` the device has completed, its
+  // own copy of TAIL. The guest can overwrite TAIL in BAR2; this copy it cannot move.
+  [[nodiscard]] uint32_t completed(uint32_t queue) const;
 
  private:
   using Launch = LaunchState;
