@@ -77,6 +77,9 @@ struct hmmgpu_advice_range {
 /**
  * struct hmmgpu_mm - the advice and VRAM use of one process
  * @mn: its notifier, from mmu_notifier_get()
+ * @mm: its address space, grabbed (mm_count) for as long as @ref is held:
+ *	the notifier lets go of it when the last file closes, VRAM pages
+ *	charged to the process may remain (hmmgpu_mm_pin())
  * @lock: see DOC: Advice; protects @ranges
  * @ranges: disjoint ranges, adjacent ones with different advice
  * @ref: held by the notifier and by each VRAM page charged to the process
@@ -86,6 +89,7 @@ struct hmmgpu_advice_range {
  */
 struct hmmgpu_mm {
 	struct mmu_notifier mn;
+	struct mm_struct *mm;
 	struct mutex lock;		/* see above */
 	struct rb_root_cached ranges;
 	struct kref ref;
@@ -448,6 +452,8 @@ static struct mmu_notifier *hmmgpu_mm_alloc(struct mm_struct *mm)
 
 	if (!hm)
 		return ERR_PTR(-ENOMEM);
+	mmgrab(mm);
+	hm->mm = mm;
 	mutex_init(&hm->lock);
 	hm->ranges = RB_ROOT_CACHED;
 	hmmgpu_cpu_faults_init(&hm->cpu);
@@ -460,6 +466,7 @@ static void hmmgpu_mm_release(struct kref *ref)
 	struct hmmgpu_mm *hm = container_of(ref, struct hmmgpu_mm, ref);
 
 	mutex_destroy(&hm->lock);
+	mmdrop(hm->mm);
 	kfree(hm);
 }
 
@@ -560,6 +567,37 @@ void hmmgpu_mm_uncharge(struct hmmgpu_mm *hm, unsigned int minor)
 {
 	atomic_long_dec(&hm->vram_pages[minor]);
 	kref_put(&hm->ref, hmmgpu_mm_release);
+}
+
+/**
+ * hmmgpu_mm_pin() - keep a process's address space from being torn down
+ * @hm: the process, from &page.zone_device_data of a VRAM page that holds
+ *	a reference to it (the page is locked or referenced)
+ *
+ * Eviction unmaps VRAM pages without the mmap lock (migrate_device_range())
+ * and walks their reverse map again when it restores the mappings, through
+ * the page's anon_vma, which mm does not pin for it. Holding a user of the
+ * address space keeps exit_mmap() from freeing the process's VMAs, and so
+ * that anon_vma, until hmmgpu_mm_unpin().
+ *
+ * Return: the address space with a user reference, or NULL when the process
+ * is exiting (its address space is being or has been torn down).
+ */
+struct mm_struct *hmmgpu_mm_pin(struct hmmgpu_mm *hm)
+{
+	return mmget_not_zero(hm->mm) ? hm->mm : NULL;
+}
+
+/**
+ * hmmgpu_mm_unpin() - release an address space pinned by hmmgpu_mm_pin()
+ * @mm: its return value
+ *
+ * The last user may be released here; its teardown goes to a worker, so
+ * the caller may hold page locks and another process's mmap lock.
+ */
+void hmmgpu_mm_unpin(struct mm_struct *mm)
+{
+	mmput_async(mm);
 }
 
 /**

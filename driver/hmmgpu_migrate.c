@@ -957,6 +957,93 @@ out_trace:
 	return ret;
 }
 
+/* Distinct processes whose pages one eviction batch pins, at most. */
+#define HMMGPU_EVICT_OWNERS	8
+
+/**
+ * struct hmmgpu_evict_owners - the processes an eviction batch pinned
+ * @n: entries used
+ * @hm: the process, from &page.zone_device_data
+ * @mm: its address space from hmmgpu_mm_pin(), NULL when it is exiting
+ */
+struct hmmgpu_evict_owners {
+	unsigned int n;
+	struct hmmgpu_mm *hm[HMMGPU_EVICT_OWNERS];
+	struct mm_struct *mm[HMMGPU_EVICT_OWNERS];
+};
+
+/*
+ * Whether the process @hm, which a page of the batch is charged to, has its
+ * address space pinned for the batch; pins it on first sight. A process
+ * past the table's end counts as not pinned.
+ */
+static bool hmmgpu_evict_pinned(struct hmmgpu_evict_owners *o,
+				struct hmmgpu_mm *hm)
+{
+	unsigned int i;
+
+	if (!hm)
+		return true;	/* charged to no process: nothing to tear down */
+	for (i = 0; i < o->n; i++)
+		if (o->hm[i] == hm)
+			return o->mm[i];
+	if (o->n == HMMGPU_EVICT_OWNERS)
+		return false;
+	o->hm[o->n] = hm;
+	o->mm[o->n] = hmmgpu_mm_pin(hm);
+	return o->mm[o->n++];
+}
+
+/*
+ * Pin the address spaces of the processes the pages of [@start_pfn,
+ * @start_pfn + @npages) are charged to, and hold (locked, referenced, bit
+ * set in @held) the pages whose process could not be pinned, so that
+ * migrate_device_range() passes over them. Pages that are free or locked
+ * are left to it.
+ */
+static void hmmgpu_evict_pin_owners(struct hmmgpu_evict_owners *o,
+				    unsigned long start_pfn,
+				    unsigned long npages, unsigned long *held)
+{
+	unsigned long i;
+
+	for (i = 0; i < npages; i++) {
+		struct page *page = pfn_to_page(start_pfn + i);
+
+		if (!get_page_unless_zero(page))
+			continue;
+		if (!trylock_page(page)) {
+			put_page(page);
+			continue;
+		}
+		/* Locked and referenced: the page stays charged to it. */
+		if (hmmgpu_evict_pinned(o, page->zone_device_data)) {
+			unlock_page(page);
+			put_page(page);
+		} else {
+			__set_bit(i, held);
+		}
+	}
+}
+
+/* Release what hmmgpu_evict_pin_owners() took. */
+static void hmmgpu_evict_unpin_owners(struct hmmgpu_evict_owners *o,
+				      unsigned long start_pfn,
+				      unsigned long npages, unsigned long *held)
+{
+	unsigned long i;
+
+	for_each_set_bit(i, held, npages) {
+		struct page *page = pfn_to_page(start_pfn + i);
+
+		unlock_page(page);
+		put_page(page);
+	}
+	while (o->n--)
+		if (o->mm[o->n])
+			hmmgpu_mm_unpin(o->mm[o->n]);
+}
+
 /**
  * hmmgpu_migrate_evict() - move the VRAM pages of a pfn range back to
  *	system memory, wherever they are mapped
@@ -965,9 +1052,18 @@ out_trace:
  * @lossy: the device is going away: a page whose copy fails comes back
  *	zero-filled (counted as lost and logged) instead of staying in VRAM
  *
- * Pages that are free or busy are skipped (the caller retries if it must).
+ * Pages that are free or busy are skipped (the caller retries if it must),
+ * and so are the pages of a process that is exiting: its exit frees them.
  * Only page locks are taken, with trylock: the caller may hold the mmap
  * lock and page locks (an allocation making room).
+ *
+ * migrate_device_range() unmaps the pages through their reverse map with
+ * no mmap lock, and migrate_device_finalize() walks it again, through each
+ * page's anon_vma, which mm does not pin in between (migrate_folio_unmap()
+ * does, for LRU pages). The address space of each page's process is pinned
+ * first (hmmgpu_mm_pin()), so that its exit cannot free that anon_vma under
+ * the eviction. A munmap() of the whole VMA while the copy runs can still
+ * free it; that has to be fixed in mm.
  *
  * Context: process context, sleeps.
  * Return: the pages moved.
@@ -975,9 +1071,14 @@ out_trace:
 unsigned long hmmgpu_migrate_evict(unsigned long start_pfn,
 				   unsigned long npages, bool lossy)
 {
+	struct hmmgpu_evict_owners owners = {};
+	DECLARE_BITMAP(held, HMMGPU_MIGRATE_BATCH) = {};
 	struct hmmgpu_batch *b;
 	unsigned long i, lost = 0, moved;
 
+	if (WARN_ON_ONCE(npages > HMMGPU_MIGRATE_BATCH))
+		npages = HMMGPU_MIGRATE_BATCH;
+	hmmgpu_evict_pin_owners(&owners, start_pfn, npages, held);
 	b = hmmgpu_batch_alloc(npages, GFP_KERNEL | __GFP_NOFAIL);
 	hmmgpu_batch_reset(b, npages, HMMGPU_COPY_TO_SYSTEM);
 	migrate_device_range(b->src, start_pfn, npages);
@@ -986,6 +1087,8 @@ unsigned long hmmgpu_migrate_evict(unsigned long start_pfn,
 
 		if (!spage || !(b->src[i] & MIGRATE_PFN_MIGRATE))
 			continue;
+		/* Freed and reallocated since the pinning: pin its process. */
+		hmmgpu_evict_pinned(&owners, spage->zone_device_data);
 		b->sys[i] = alloc_page(GFP_HIGHUSER_MOVABLE | __GFP_NOFAIL);
 		lock_page(b->sys[i]);
 		b->dev[i] = spage;
@@ -1005,6 +1108,7 @@ unsigned long hmmgpu_migrate_evict(unsigned long start_pfn,
 	migrate_device_pages(b->src, b->dst, npages);
 	moved = hmmgpu_batch_account(b, npages, HMMGPU_COPY_TO_SYSTEM);
 	migrate_device_finalize(b->src, b->dst, npages);
+	hmmgpu_evict_unpin_owners(&owners, start_pfn, npages, held);
 	if (lost)
 		pr_err("hmmgpu: %lu pages of a failed device lost their data at eviction (now zero-filled)\n",
 		       lost);

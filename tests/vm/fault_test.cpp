@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -376,6 +377,75 @@ TEST_F(EmuFault, MigrateAllCopiesFail) {
   EXPECT_EQ(count(st, HMMGPU_PAGE_COPY_FAILED), n);
   EXPECT_EQ(vram_used(), before);
   EXPECT_EQ(b.first_bad(), -1);
+}
+
+// A process exits while the unbind of a hung device evicts its pages. The
+// eviction unmaps them, waits for copies that time out, then maps the
+// zero-filled pages back through each page's anon_vma, which the exit would
+// free in between if the eviction did not keep the process's address space
+// alive (on the debug kernel KASAN reports the use after free, and the VM
+// run fails). The process's exit completes once the eviction is done.
+TEST(HungDevice, ProcessExitsDuringUnbindEviction) {
+  if (std::getenv("HMMGPU_EMU_CONTROL") == nullptr) GTEST_SKIP() << "no emulator control file";
+  auto gpu1 = emu_device(1);
+  if (!gpu1) GTEST_SKIP() << "no emulated GPU 1";
+  ASSERT_EQ(gpu1->attr("state"), "ready");
+  const std::filesystem::path pci = gpu1->parent();
+  const std::string bdf = pci.filename().string();
+  std::error_code ec;
+  const std::string drv = std::filesystem::read_symlink(pci / "driver", ec).filename().string();
+  ASSERT_FALSE(ec) << pci;
+  ParamOverride timeout("fence_timeout_ms", "1500");
+  ASSERT_TRUE(timeout.ok());
+
+  // The child maps its own buffer (its own VMA and anon_vma, not shared with
+  // this process), moves it to GPU 1 and waits to be killed.
+  constexpr size_t kPages = 64;
+  int ready[2];
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(ready[0]);
+    Mapping m(kPages * kPage);
+    fill(m.get(), kPages, 71);
+    Fd fd(::open(gpu1->dev_path().c_str(), O_RDWR | O_CLOEXEC));
+    std::vector<uint8_t> st;
+    const char ok =
+        fd.valid() &&
+        migrate(fd.get(), m.get(), kPages * kPage, HMMGPU_MIGRATE_TO_DEVICE, &st) == 0 &&
+        count(st, HMMGPU_PAGE_MIGRATED) == kPages;
+    if (::write(ready[1], &ok, 1) != 1) ::_exit(1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  char ok = 0;
+  ASSERT_EQ(::read(ready[0], &ok, 1), 1);
+  ::close(ready[0]);
+  EXPECT_EQ(ok, 1) << "the child could not move its pages to " << gpu1->node;
+
+  ASSERT_TRUE(control("hang 1"));
+  const auto start = std::chrono::steady_clock::now();
+  bool unbound = false;
+  std::thread unbind([&] { unbound = write_file("/sys/bus/pci/drivers/" + drv + "/unbind", bdf); });
+  // The eviction is waiting for its first copy (up to the fence timeout).
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << std::hex << status;
+  unbind.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_TRUE(unbound);
+  EXPECT_GE(seconds, 1.0) << "the unbind did not wait for the hung copy";
+
+  ASSERT_TRUE(control("unhang 1"));
+  ASSERT_TRUE(write_file("/sys/bus/pci/drivers/" + drv + "/bind", bdf));
+  auto back = emu_device(1);
+  ASSERT_TRUE(back.has_value()) << bdf << " did not come back after bind";
+  EXPECT_EQ(back->attr("state"), "ready");
+  EXPECT_TRUE(round_trip(*back, 72));
 }
 
 // A fault-around window over two devices, one of them hung: the faulting
