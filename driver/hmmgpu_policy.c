@@ -90,9 +90,10 @@
  * hmmgpu_mm, reached from the faulting page): the last window, and a
  * bitmap of the pages brought back for each of the regions faulted in
  * lately (a direct-mapped table of %HMMGPU_CPU_REGIONS regions, 128 MiB;
- * a region not faulted in for a second is forgotten). Pages that move to a device again (hmmgpu_migrate.c) or are
- * unmapped are cleared from it. Streams of several threads interleave and
- * then get the density rule only.
+ * a region not faulted in for a second is forgotten). Pages that move to a
+ * device again (hmmgpu_migrate.c) or are unmapped are cleared from it.
+ * Streams of several threads interleave and then get the density rule
+ * only.
  */
 
 #include <linux/bitmap.h>
@@ -261,13 +262,24 @@ hmmgpu_cpu_region(struct hmmgpu_cpu_faults *cf, unsigned long addr)
 	return cr->base == base ? cr : NULL;
 }
 
-/* Make @cr the (empty) entry of the region at @base. */
-static void hmmgpu_cpu_region_reset(struct hmmgpu_cpu_region *cr,
-				    unsigned long base)
+/*
+ * The entry of the region of @addr, emptied when another region held its
+ * slot or when @forget says so.
+ */
+static struct hmmgpu_cpu_region *
+hmmgpu_cpu_region_take(struct hmmgpu_cpu_faults *cf, unsigned long addr,
+		       bool forget)
 {
-	cr->base = base;
-	cr->busy = 0;
-	bitmap_zero(cr->back, HMMGPU_REGION_PAGES);
+	unsigned long base = addr & ~(HMMGPU_REGION_SIZE - 1);
+	struct hmmgpu_cpu_region *cr;
+
+	cr = &cf->regions[(base >> HMMGPU_REGION_SHIFT) % HMMGPU_CPU_REGIONS];
+	if (cr->base != base || forget) {
+		cr->base = base;
+		cr->busy = 0;
+		bitmap_zero(cr->back, HMMGPU_REGION_PAGES);
+	}
+	return cr;
 }
 
 /* Pages of bits [@start, @start + @n) of a region's bitmap that are set. */
@@ -347,11 +359,8 @@ void hmmgpu_fault_around(struct hmmgpu_cpu_faults *cf, unsigned long addr,
 		n = k;
 		*start = region + ((unsigned long)ALIGN_DOWN(page, k) << PAGE_SHIFT);
 	}
-	if (!cr) {
-		cr = &cf->regions[(region >> HMMGPU_REGION_SHIFT) %
-				  HMMGPU_CPU_REGIONS];
-		hmmgpu_cpu_region_reset(cr, region);
-	}
+	if (!cr)	/* new, or stale: it starts over */
+		cr = hmmgpu_cpu_region_take(cf, region, true);
 	cr->stamp = jiffies;
 	/* The window, as far as it lies in this region, comes back. */
 	first = (*start - region) >> PAGE_SHIFT;
@@ -393,13 +402,7 @@ void hmmgpu_fault_around_forget(struct hmmgpu_cpu_faults *cf,
 		cf->next = 0;
 	if (device_fault) {
 		/* The fault service moves pages of one region at a time. */
-		cr = hmmgpu_cpu_region(cf, start);
-		if (!cr) {
-			base = start & ~(HMMGPU_REGION_SIZE - 1);
-			cr = &cf->regions[(base >> HMMGPU_REGION_SHIFT) %
-					  HMMGPU_CPU_REGIONS];
-			hmmgpu_cpu_region_reset(cr, base);
-		}
+		cr = hmmgpu_cpu_region_take(cf, start, false);
 		cr->stamp = jiffies;
 		cr->busy = jiffies ? jiffies : 1;
 	}
