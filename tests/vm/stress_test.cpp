@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -224,6 +225,35 @@ bool reopened(Dev& d, int ret) {
   return true;
 }
 
+// What a forked child saw first that was not the data as of the fork.
+struct ForkSeen {
+  size_t page = 0;
+  size_t word = 0;
+  uint32_t got = 0;
+};
+
+// The problem a child reported, with what the word should have been and
+// what the parent wrote there after the fork.
+std::string describe_fork_seen(const ForkSeen& seen, size_t first, size_t n, uint32_t at_fork,
+                               uint32_t parent_now) {
+  char text[256];
+  std::snprintf(text, sizeof(text),
+                "a forked child saw changed data: page %zu (of pages %zu..%zu it read) word %zu "
+                "is 0x%08x, was 0x%08x at the fork, the parent wrote 0x%08x since%s",
+                seen.page, first, first + n - 1, seen.word, seen.got, at_fork, parent_now,
+                seen.got == parent_now ? " (the child sees the parent's write: COW broken)"
+                : seen.got == 0        ? " (zeros: data lost)"
+                                       : "");
+  return text;
+}
+
+// A wait status in words.
+std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "ended with wait status " + std::to_string(status);
+}
+
 // The mixed workload of one thread on its own buffers, until `until`.
 // With `tolerate`, device errors (a device going away, injected
 // failures) are expected and the model only follows what succeeded.
@@ -312,20 +342,37 @@ void mixed_worker(std::vector<Dev>& devs, uint32_t seed, Clock::time_point until
       case 10: {  // fork: the child sees the data as of the fork (COW)
         const char* base = b.page(0);
         const std::vector<PageModel> snapshot = b.models();
+        int seen_pipe[2];
+        if (pipe2(seen_pipe, O_CLOEXEC) != 0) {
+          t->problem("pipe2: " + std::string(strerror(errno)));
+          break;
+        }
         pid_t pid = fork();
         if (pid == 0) {
+          ::close(seen_pipe[0]);
           for (size_t p = first; p < first + n; p++)
-            for (size_t i = 0; i < kWords; i++)
-              if (reinterpret_cast<const uint32_t*>(base + p * kPage)[i] !=
-                  model_word(snapshot[p], i))
-                _exit(1);
+            for (size_t i = 0; i < kWords; i++) {
+              const uint32_t got = reinterpret_cast<const uint32_t*>(base + p * kPage)[i];
+              if (got != model_word(snapshot[p], i)) {
+                const ForkSeen seen{p, i, got};
+                _exit(::write(seen_pipe[1], &seen, sizeof(seen)) == sizeof(seen) ? 1 : 2);
+              }
+            }
           _exit(0);
         }
+        ::close(seen_pipe[1]);
         for (size_t p = first; p < first + n; p++) b.write(p, static_cast<uint32_t>(rng() | 1));
         int status = 0;
         waitpid(pid, &status, 0);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-          t->problem("a forked child saw changed data");
+        ForkSeen seen{};
+        const bool told = ::read(seen_pipe[0], &seen, sizeof(seen)) == sizeof(seen);
+        ::close(seen_pipe[0]);
+        if (told && seen.page < snapshot.size() && seen.word < kWords) {
+          t->problem(describe_fork_seen(seen, first, n, model_word(snapshot[seen.page], seen.word),
+                                        model_word(b.model(seen.page), seen.word)));
+        } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+          t->problem("a forked child " + describe_status(status));
+        }
         break;
       }
       case 11:  // a new mapping, or a THP collapse
@@ -416,26 +463,33 @@ void report(const char* scenario, const Tally& t, const std::string& extra) {
   EXPECT_EQ(t.mismatches, 0u) << t.first_problem;
 }
 
-// Compaction now and then: mm migrates the system pages devices map.
-class Compactor {
+// A thread beside the workers: runs `body` until the object goes, with a
+// flag that tells `body` to return.
+class Background {
  public:
-  Compactor() : thread_([this] { run(); }) {}
-  Compactor(const Compactor&) = delete;
-  Compactor& operator=(const Compactor&) = delete;
-  ~Compactor() {
+  explicit Background(std::function<void(const std::atomic<bool>& stop)> body)
+      : thread_([this, body = std::move(body)] { body(stop_); }) {}
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+  ~Background() {
     stop_ = true;
     thread_.join();
   }
 
  private:
-  void run() {
-    while (!stop_) {
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Compaction now and then: mm migrates the system pages devices map.
+class Compactor {
+ private:
+  Background thread_{[](const std::atomic<bool>& stop) {
+    while (!stop) {
       write_file("/proc/sys/vm/compact_memory", "1");
       std::this_thread::sleep_for(300ms);
     }
-  }
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+  }};
 };
 
 // Memory pressure in the guest: a child process that, over and over,
@@ -446,13 +500,6 @@ class Compactor {
 // dies, not a worker, and is started again.
 class MemoryPressure {
  public:
-  MemoryPressure() : thread_([this] { run(); }) {}
-  MemoryPressure(const MemoryPressure&) = delete;
-  MemoryPressure& operator=(const MemoryPressure&) = delete;
-  ~MemoryPressure() {
-    stop_ = true;
-    thread_.join();
-  }
   [[nodiscard]] uint64_t rounds() const { return std::atomic_ref<uint64_t>(*rounds_).load(); }
 
  private:
@@ -486,8 +533,8 @@ class MemoryPressure {
       std::this_thread::sleep_for(300ms);
     }
   }
-  void run() {
-    while (!stop_) {
+  void run(const std::atomic<bool>& stop) {
+    while (!stop) {
       std::fflush(nullptr);
       const pid_t pid = fork();
       if (pid == 0) {
@@ -495,8 +542,8 @@ class MemoryPressure {
         _exit(0);
       }
       if (pid < 0) return;
-      while (!stop_ && waitpid(pid, nullptr, WNOHANG) == 0) std::this_thread::sleep_for(50ms);
-      if (stop_) {
+      while (!stop && waitpid(pid, nullptr, WNOHANG) == 0) std::this_thread::sleep_for(50ms);
+      if (stop) {
         kill(pid, SIGKILL);
         waitpid(pid, nullptr, 0);
       }
@@ -505,8 +552,7 @@ class MemoryPressure {
   // Counted by the child, read here.
   Mapping shared_{sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS};
   uint64_t* rounds_ = reinterpret_cast<uint64_t*>(shared_.get());
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+  Background thread_{[this](const std::atomic<bool>& stop) { run(stop); }};  // last: goes first
 };
 
 // Every device's debugfs state and counters, to stderr: what the stuck
