@@ -669,9 +669,8 @@ TEST_P(Migrate, FdinfoCountsResidentVram) {
 
   const int fd = fd_.get();
   const pid_t parent = getpid();
-  EXPECT_TRUE(in_child([fd, parent] {
-    return fdinfo(fd)["hmmgpu-pid"] == std::to_string(parent);
-  }));
+  EXPECT_TRUE(
+      in_child([fd, parent] { return fdinfo(fd)["hmmgpu-pid"] == std::to_string(parent); }));
   ASSERT_EQ(munmap(m.get(), m.size()), 0);
   m.forget();
   EXPECT_EQ(resident_kib(fd_.get()), before);

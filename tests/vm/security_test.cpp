@@ -581,12 +581,9 @@ TEST(Vram, NoProcessKeepsAnotherOut) {
 // slot of the stream; the stream must still take any number of other
 // launches and NOP batches, from other processes, after it.
 TEST(Streams, PendingLaunchDoesNotBlockOthers) {
-  const auto devs = compute_devices();
+  auto devs = open_devices_with_caps(HMMGPU_CAP_COMPUTE);
   if (devs.empty()) GTEST_SKIP() << "no device with HMMGPU_CAP_COMPUTE";
-  for (const auto& dev : devs) {
-    Fd fd(::open(dev.dev_path().c_str(), O_RDWR | O_CLOEXEC));
-    hmmgpu_info info{};
-    ASSERT_EQ(xioctl(fd.get(), HMMGPU_IOCTL_GET_INFO, &info), 0);
+  for (auto& [dev, fd, info] : devs) {
     int to_a[2], from_a[2];
     ASSERT_EQ(pipe(to_a), 0);
     ASSERT_EQ(pipe(from_a), 0);
@@ -648,12 +645,9 @@ TEST(Streams, PendingLaunchDoesNotBlockOthers) {
 TEST(Streams, LongLaunchDoesNotHaltDevice) {
   ParamOverride timeout("fence_timeout_ms", "200");
   ASSERT_TRUE(timeout.ok());
-  const auto devs = compute_devices();
+  auto devs = open_devices_with_caps(HMMGPU_CAP_COMPUTE);
   if (devs.empty()) GTEST_SKIP() << "no device with HMMGPU_CAP_COMPUTE";
-  for (const auto& dev : devs) {
-    Fd fd(::open(dev.dev_path().c_str(), O_RDWR | O_CLOEXEC));
-    hmmgpu_info info{};
-    ASSERT_EQ(xioctl(fd.get(), HMMGPU_IOCTL_GET_INFO, &info), 0);
+  for (auto& [dev, fd, info] : devs) {
     constexpr size_t kLen = 32 << 20;
     Isolated mem(kLen);
     hmmgpu_launch l{};

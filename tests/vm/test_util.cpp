@@ -102,15 +102,22 @@ long env_long(const char* name, long def) {
 
 const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
 
+std::vector<OpenDevice> open_devices_with_caps(uint32_t caps) {
+  std::vector<OpenDevice> out;
+  for (auto& d : list_devices()) {
+    OpenDevice o;
+    o.fd = Fd(::open(d.dev_path().c_str(), O_RDWR | O_CLOEXEC));
+    o.dev = std::move(d);
+    if (o.fd.valid() && xioctl(o.fd.get(), HMMGPU_IOCTL_GET_INFO, &o.info) == 0 &&
+        (o.info.caps & caps) == caps)
+      out.push_back(std::move(o));
+  }
+  return out;
+}
+
 std::vector<Device> devices_with_caps(uint32_t caps) {
   std::vector<Device> out;
-  for (const auto& d : list_devices()) {
-    Fd fd(::open(d.dev_path().c_str(), O_RDWR | O_CLOEXEC));
-    hmmgpu_info info{};
-    if (fd.valid() && xioctl(fd.get(), HMMGPU_IOCTL_GET_INFO, &info) == 0 &&
-        (info.caps & caps) == caps)
-      out.push_back(d);
-  }
+  for (auto& o : open_devices_with_caps(caps)) out.push_back(std::move(o.dev));
   return out;
 }
 

@@ -75,6 +75,16 @@ inline std::vector<Device> migrate_devices() { return devices_with_caps(HMMGPU_C
 // The devices with HMMGPU_CAP_COMPUTE.
 inline std::vector<Device> compute_devices() { return devices_with_caps(HMMGPU_CAP_COMPUTE); }
 
+// A device opened, and what HMMGPU_IOCTL_GET_INFO says of it.
+struct OpenDevice {
+  Device dev;
+  Fd fd;
+  hmmgpu_info info{};
+};
+
+// The devices that have every capability of caps, each opened (O_RDWR).
+std::vector<OpenDevice> open_devices_with_caps(uint32_t caps);
+
 // An anonymous (or file) mapping, unmapped on destruction.
 class Mapping {
  public:
