@@ -80,6 +80,11 @@ struct hmmgpu_advice_range {
  * @mm: its address space, grabbed (mm_count) for as long as @ref is held:
  *	the notifier lets go of it when the last file closes, VRAM pages
  *	charged to the process may remain (hmmgpu_mm_pin())
+ * @evict_lock: protects @evicting and @unmapping
+ * @evicting: evictions that pinned the process (hmmgpu_mm_pin())
+ * @unmapping: munmap()s in progress, between the notifier's
+ *	invalidate_range_start() and invalidate_range_end()
+ * @evict_wq: where a munmap() waits for @evicting to drop to 0
  * @lock: see DOC: Advice; protects @ranges
  * @ranges: disjoint ranges, adjacent ones with different advice
  * @ref: held by the notifier and by each VRAM page charged to the process
@@ -90,6 +95,10 @@ struct hmmgpu_advice_range {
 struct hmmgpu_mm {
 	struct mmu_notifier mn;
 	struct mm_struct *mm;
+	spinlock_t evict_lock;		/* see above */
+	unsigned int evicting;
+	unsigned int unmapping;
+	wait_queue_head_t evict_wq;
 	struct mutex lock;		/* see above */
 	struct rb_root_cached ranges;
 	struct kref ref;
@@ -416,12 +425,24 @@ static int hmmgpu_mm_invalidate_start(struct mmu_notifier *mn,
 
 	if (range->event != MMU_NOTIFY_UNMAP)
 		return 0;
+	/*
+	 * No eviction may be restoring mappings of the memory that goes (see
+	 * hmmgpu_mm_pin()): new ones keep off until invalidate_range_end(),
+	 * the ones under way are waited for. The OOM reaper (not blockable)
+	 * frees no VMA, so it need not wait; and since there is an
+	 * invalidate_range_end(), this must not fail.
+	 */
+	spin_lock(&hm->evict_lock);
+	hm->unmapping++;
+	spin_unlock(&hm->evict_lock);
+	if (mmu_notifier_range_blockable(range))
+		wait_event(hm->evict_wq, !READ_ONCE(hm->evicting));
 	/* Forget what CPU faults brought back of the memory that goes. */
 	hmmgpu_fault_around_forget(&hm->cpu, range->start, range->end, false);
 	if (mmu_notifier_range_blockable(range))
 		mutex_lock(&hm->lock);
 	else if (!mutex_trylock(&hm->lock))
-		return -EAGAIN;
+		return 0;	/* the OOM reaper: the process dies, advice too */
 	/* Ranges inside go; the (at most two) that stick out are cut. */
 	hmmgpu_advice_drop(hm, range->start, last, true);
 	sc.seg = seg;
@@ -446,6 +467,18 @@ static int hmmgpu_mm_invalidate_start(struct mmu_notifier *mn,
 	return 0;
 }
 
+static void hmmgpu_mm_invalidate_end(struct mmu_notifier *mn,
+				     const struct mmu_notifier_range *range)
+{
+	struct hmmgpu_mm *hm = container_of(mn, struct hmmgpu_mm, mn);
+
+	if (range->event != MMU_NOTIFY_UNMAP)
+		return;
+	spin_lock(&hm->evict_lock);
+	hm->unmapping--;
+	spin_unlock(&hm->evict_lock);
+}
+
 static struct mmu_notifier *hmmgpu_mm_alloc(struct mm_struct *mm)
 {
 	struct hmmgpu_mm *hm = kzalloc(sizeof(*hm), GFP_KERNEL);
@@ -454,6 +487,8 @@ static struct mmu_notifier *hmmgpu_mm_alloc(struct mm_struct *mm)
 		return ERR_PTR(-ENOMEM);
 	mmgrab(mm);
 	hm->mm = mm;
+	spin_lock_init(&hm->evict_lock);
+	init_waitqueue_head(&hm->evict_wq);
 	mutex_init(&hm->lock);
 	hm->ranges = RB_ROOT_CACHED;
 	hmmgpu_cpu_faults_init(&hm->cpu);
@@ -480,6 +515,7 @@ static void hmmgpu_mm_free(struct mmu_notifier *mn)
 
 static const struct mmu_notifier_ops hmmgpu_mm_ops = {
 	.invalidate_range_start = hmmgpu_mm_invalidate_start,
+	.invalidate_range_end = hmmgpu_mm_invalidate_end,
 	.alloc_notifier = hmmgpu_mm_alloc,
 	.free_notifier = hmmgpu_mm_free,
 };
@@ -570,34 +606,60 @@ void hmmgpu_mm_uncharge(struct hmmgpu_mm *hm, unsigned int minor)
 }
 
 /**
- * hmmgpu_mm_pin() - keep a process's address space from being torn down
+ * hmmgpu_mm_pin() - keep a process's mappings of its VRAM pages in place
+ *	for an eviction
  * @hm: the process, from &page.zone_device_data of a VRAM page that holds
  *	a reference to it (the page is locked or referenced)
  *
  * Eviction unmaps VRAM pages without the mmap lock (migrate_device_range())
  * and walks their reverse map again when it restores the mappings, through
- * the page's anon_vma, which mm does not pin for it. Holding a user of the
- * address space keeps exit_mmap() from freeing the process's VMAs, and so
- * that anon_vma, until hmmgpu_mm_unpin().
+ * each page's anon_vma, which mm does not pin in between (migrate_device.c,
+ * unlike migrate_folio_unmap()). So the VMAs that keep that anon_vma alive
+ * must stay: a user reference of the address space keeps exit_mmap() away,
+ * and a munmap() waits in the notifier until hmmgpu_mm_unpin(); while one
+ * is under way the process is not pinned at all. A process whose files are
+ * all closed has no notifier, and a forked child that shares the pages
+ * none of its own: their munmap() is not held off.
  *
- * Return: the address space with a user reference, or NULL when the process
- * is exiting (its address space is being or has been torn down).
+ * Context: any; takes &hmmgpu_mm.evict_lock.
+ * Return: true when pinned; false when the process is exiting or
+ * unmapping memory.
  */
-struct mm_struct *hmmgpu_mm_pin(struct hmmgpu_mm *hm)
+bool hmmgpu_mm_pin(struct hmmgpu_mm *hm)
 {
-	return mmget_not_zero(hm->mm) ? hm->mm : NULL;
+	bool pinned = false;
+
+	spin_lock(&hm->evict_lock);
+	if (!hm->unmapping && mmget_not_zero(hm->mm)) {
+		hm->evicting++;
+		kref_get(&hm->ref);
+		pinned = true;
+	}
+	spin_unlock(&hm->evict_lock);
+	return pinned;
 }
 
 /**
- * hmmgpu_mm_unpin() - release an address space pinned by hmmgpu_mm_pin()
- * @mm: its return value
+ * hmmgpu_mm_unpin() - release a process pinned by hmmgpu_mm_pin()
+ * @hm: the process
  *
- * The last user may be released here; its teardown goes to a worker, so
- * the caller may hold page locks and another process's mmap lock.
+ * A munmap() waiting for the eviction goes on. The last user of the address
+ * space may be released here; its teardown goes to a worker, so the caller
+ * may hold page locks and another process's mmap lock.
+ *
+ * Context: process context.
  */
-void hmmgpu_mm_unpin(struct mm_struct *mm)
+void hmmgpu_mm_unpin(struct hmmgpu_mm *hm)
 {
-	mmput_async(mm);
+	bool idle;
+
+	spin_lock(&hm->evict_lock);
+	idle = !--hm->evicting;
+	spin_unlock(&hm->evict_lock);
+	if (idle)
+		wake_up_all(&hm->evict_wq);
+	mmput_async(hm->mm);
+	kref_put(&hm->ref, hmmgpu_mm_release);
 }
 
 /**

@@ -871,8 +871,8 @@ void hmmgpu_mm_charge(struct hmmgpu_mm *hm, struct page *page,
 		      unsigned int minor);
 void hmmgpu_mm_uncharge(struct hmmgpu_mm *hm, unsigned int minor);
 unsigned long hmmgpu_mm_vram_pages(struct hmmgpu_mm *hm, unsigned int minor);
-struct mm_struct *hmmgpu_mm_pin(struct hmmgpu_mm *hm);
-void hmmgpu_mm_unpin(struct mm_struct *mm);
+bool hmmgpu_mm_pin(struct hmmgpu_mm *hm);
+void hmmgpu_mm_unpin(struct hmmgpu_mm *hm);
 
 /* hmmgpu_residency.c */
 int hmmgpu_ioctl_residency(struct hmmgpu_file *hfile, void __user *uarg);

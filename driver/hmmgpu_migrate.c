@@ -964,12 +964,12 @@ out_trace:
  * struct hmmgpu_evict_owners - the processes an eviction batch pinned
  * @n: entries used
  * @hm: the process, from &page.zone_device_data
- * @mm: its address space from hmmgpu_mm_pin(), NULL when it is exiting
+ * @pinned: whether hmmgpu_mm_pin() pinned it
  */
 struct hmmgpu_evict_owners {
 	unsigned int n;
 	struct hmmgpu_mm *hm[HMMGPU_EVICT_OWNERS];
-	struct mm_struct *mm[HMMGPU_EVICT_OWNERS];
+	bool pinned[HMMGPU_EVICT_OWNERS];
 };
 
 /*
@@ -986,12 +986,12 @@ static bool hmmgpu_evict_pinned(struct hmmgpu_evict_owners *o,
 		return true;	/* charged to no process: nothing to tear down */
 	for (i = 0; i < o->n; i++)
 		if (o->hm[i] == hm)
-			return o->mm[i];
+			return o->pinned[i];
 	if (o->n == HMMGPU_EVICT_OWNERS)
 		return false;
 	o->hm[o->n] = hm;
-	o->mm[o->n] = hmmgpu_mm_pin(hm);
-	return o->mm[o->n++];
+	o->pinned[o->n] = hmmgpu_mm_pin(hm);
+	return o->pinned[o->n++];
 }
 
 /*
@@ -1040,8 +1040,8 @@ static void hmmgpu_evict_unpin_owners(struct hmmgpu_evict_owners *o,
 		put_page(page);
 	}
 	while (o->n--)
-		if (o->mm[o->n])
-			hmmgpu_mm_unpin(o->mm[o->n]);
+		if (o->pinned[o->n])
+			hmmgpu_mm_unpin(o->hm[o->n]);
 }
 
 /**
@@ -1053,17 +1053,17 @@ static void hmmgpu_evict_unpin_owners(struct hmmgpu_evict_owners *o,
  *	zero-filled (counted as lost and logged) instead of staying in VRAM
  *
  * Pages that are free or busy are skipped (the caller retries if it must),
- * and so are the pages of a process that is exiting: its exit frees them.
+ * and so are the pages of a process that is exiting or unmapping memory:
+ * its exit or munmap() may free them.
  * Only page locks are taken, with trylock: the caller may hold the mmap
  * lock and page locks (an allocation making room).
  *
  * migrate_device_range() unmaps the pages through their reverse map with
  * no mmap lock, and migrate_device_finalize() walks it again, through each
  * page's anon_vma, which mm does not pin in between (migrate_folio_unmap()
- * does, for LRU pages). The address space of each page's process is pinned
- * first (hmmgpu_mm_pin()), so that its exit cannot free that anon_vma under
- * the eviction. A munmap() of the whole VMA while the copy runs can still
- * free it; that has to be fixed in mm.
+ * does, for LRU pages). Each page's process is pinned first
+ * (hmmgpu_mm_pin()), so that neither its exit nor its munmap() frees that
+ * anon_vma under the eviction; see there for what it cannot cover.
  *
  * Context: process context, sleeps.
  * Return: the pages moved.

@@ -379,34 +379,39 @@ TEST_F(EmuFault, MigrateAllCopiesFail) {
   EXPECT_EQ(b.first_bad(), -1);
 }
 
-// A process exits while the unbind of a hung device evicts its pages. The
-// eviction unmaps them, waits for copies that time out, then maps the
-// zero-filled pages back through each page's anon_vma, which the exit would
-// free in between if the eviction did not keep the process's address space
-// alive (on the debug kernel KASAN reports the use after free, and the VM
-// run fails). The process's exit completes once the eviction is done.
-TEST(HungDevice, ProcessExitsDuringUnbindEviction) {
-  if (std::getenv("HMMGPU_EMU_CONTROL") == nullptr) GTEST_SKIP() << "no emulator control file";
+// What a process does to its VRAM pages while an unbind evicts them.
+enum class DuringEviction { kExit, kMunmap };
+
+// A child moves a buffer of its own (its own VMA and anon_vma, shared with
+// no other process) to GPU 1; GPU 1 hangs and is unbound, and while the
+// unbind's eviction waits for its first copy (up to the fence timeout) the
+// child exits (killed) or unmaps the buffer. The eviction has unmapped the
+// pages and then maps the zero-filled pages back through each page's
+// anon_vma, which the exit or the munmap would free in between if the
+// eviction did not hold them off (on the debug kernel KASAN reports the use
+// after free, and the VM run fails). GPU 1 is bound again afterwards.
+::testing::AssertionResult evict_during(DuringEviction what) {
   auto gpu1 = emu_device(1);
-  if (!gpu1) GTEST_SKIP() << "no emulated GPU 1";
-  ASSERT_EQ(gpu1->attr("state"), "ready");
+  if (!gpu1 || gpu1->attr("state") != "ready")
+    return ::testing::AssertionFailure() << "GPU 1 is not ready";
   const std::filesystem::path pci = gpu1->parent();
   const std::string bdf = pci.filename().string();
   std::error_code ec;
   const std::string drv = std::filesystem::read_symlink(pci / "driver", ec).filename().string();
-  ASSERT_FALSE(ec) << pci;
+  if (ec) return ::testing::AssertionFailure() << pci << " has no driver";
   ParamOverride timeout("fence_timeout_ms", "1500");
-  ASSERT_TRUE(timeout.ok());
+  if (!timeout.ok()) return ::testing::AssertionFailure() << "cannot set fence_timeout_ms";
 
-  // The child maps its own buffer (its own VMA and anon_vma, not shared with
-  // this process), moves it to GPU 1 and waits to be killed.
   constexpr size_t kPages = 64;
-  int ready[2];
-  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  int ready[2], go[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0 || ::pipe2(go, O_CLOEXEC) != 0)
+    return ::testing::AssertionFailure() << "pipe2: " << strerror(errno);
+  std::fflush(nullptr);
   const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
+  if (pid < 0) return ::testing::AssertionFailure() << "fork: " << strerror(errno);
   if (pid == 0) {
     ::close(ready[0]);
+    ::close(go[1]);
     Mapping m(kPages * kPage);
     fill(m.get(), kPages, 71);
     Fd fd(::open(gpu1->dev_path().c_str(), O_RDWR | O_CLOEXEC));
@@ -415,37 +420,62 @@ TEST(HungDevice, ProcessExitsDuringUnbindEviction) {
         fd.valid() &&
         migrate(fd.get(), m.get(), kPages * kPage, HMMGPU_MIGRATE_TO_DEVICE, &st) == 0 &&
         count(st, HMMGPU_PAGE_MIGRATED) == kPages;
-    if (::write(ready[1], &ok, 1) != 1) ::_exit(1);
-    for (;;) ::pause();
+    char c = 0;
+    if (::write(ready[1], &ok, 1) != 1 || ::read(go[0], &c, 1) != 1) ::_exit(1);
+    ::_exit(::munmap(m.get(), kPages * kPage) == 0 ? 0 : 2);  // kMunmap only
   }
   ::close(ready[1]);
+  ::close(go[0]);
+  Fd ready_rd(ready[0]), go_wr(go[1]);
   char ok = 0;
-  ASSERT_EQ(::read(ready[0], &ok, 1), 1);
-  ::close(ready[0]);
-  EXPECT_EQ(ok, 1) << "the child could not move its pages to " << gpu1->node;
+  if (::read(ready_rd.get(), &ok, 1) != 1 || ok != 1) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return ::testing::AssertionFailure() << "the child could not move its pages to " << gpu1->node;
+  }
 
-  ASSERT_TRUE(control("hang 1"));
+  if (!control("hang 1")) return ::testing::AssertionFailure() << "cannot hang GPU 1";
   const auto start = std::chrono::steady_clock::now();
   bool unbound = false;
   std::thread unbind([&] { unbound = write_file("/sys/bus/pci/drivers/" + drv + "/unbind", bdf); });
-  // The eviction is waiting for its first copy (up to the fence timeout).
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  ::kill(pid, SIGKILL);
+  if (what == DuringEviction::kExit) {
+    ::kill(pid, SIGKILL);
+  } else {
+    EXPECT_EQ(::write(go_wr.get(), "g", 1), 1);
+  }
   int status = 0;
   EXPECT_EQ(::waitpid(pid, &status, 0), pid);
-  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << std::hex << status;
+  if (what == DuringEviction::kExit) {
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << std::hex << status;
+  } else {
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << std::hex << status;
+  }
   unbind.join();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_TRUE(unbound);
   EXPECT_GE(seconds, 1.0) << "the unbind did not wait for the hung copy";
 
-  ASSERT_TRUE(control("unhang 1"));
-  ASSERT_TRUE(write_file("/sys/bus/pci/drivers/" + drv + "/bind", bdf));
+  if (!control("unhang 1")) return ::testing::AssertionFailure() << "cannot unhang GPU 1";
+  if (!write_file("/sys/bus/pci/drivers/" + drv + "/bind", bdf))
+    return ::testing::AssertionFailure() << "cannot bind " << bdf << " again";
   auto back = emu_device(1);
-  ASSERT_TRUE(back.has_value()) << bdf << " did not come back after bind";
+  if (!back) return ::testing::AssertionFailure() << bdf << " did not come back after bind";
   EXPECT_EQ(back->attr("state"), "ready");
-  EXPECT_TRUE(round_trip(*back, 72));
+  return round_trip(*back, 72);
+}
+
+TEST(HungDevice, ProcessExitsDuringUnbindEviction) {
+  if (std::getenv("HMMGPU_EMU_CONTROL") == nullptr) GTEST_SKIP() << "no emulator control file";
+  if (!emu_device(1)) GTEST_SKIP() << "no emulated GPU 1";
+  EXPECT_TRUE(evict_during(DuringEviction::kExit));
+}
+
+TEST(HungDevice, ProcessUnmapsDuringUnbindEviction) {
+  if (std::getenv("HMMGPU_EMU_CONTROL") == nullptr) GTEST_SKIP() << "no emulator control file";
+  if (!emu_device(1)) GTEST_SKIP() << "no emulated GPU 1";
+  EXPECT_TRUE(evict_during(DuringEviction::kMunmap));
 }
 
 // A fault-around window over two devices, one of them hung: the faulting
