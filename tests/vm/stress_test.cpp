@@ -2,10 +2,11 @@
 //
 // Stress tests, run in the VM against the real module and emulator (the
 // debug kernel: KASAN, lockdep, DEBUG_VM and kmemleak watch every run).
-// Each scenario runs for HMMGPU_STRESS_SECONDS (default 20, also in CI) and keeps a
-// model of every byte it owns: whatever the CPU, the devices, mm and the
-// injected failures do, every buffer must end up with exactly the data
-// the model says. Each scenario prints one "stress:" line with what it did.
+// Each scenario runs for HMMGPU_STRESS_SECONDS (default 60, also in CI) and
+// keeps a model of every byte it owns: whatever the CPU, the devices, mm
+// and the injected failures do, every buffer must end up with exactly the
+// data the model says. Each scenario prints one "stress:" line with what it
+// did.
 //
 // Scenarios: Mixed (processes x threads doing CPU writes, prefetches both
 // ways, kernels with faults, munmap/mmap, mprotect, fork, MADV_DONTNEED,
@@ -55,7 +56,7 @@ using namespace std::chrono_literals;
 constexpr size_t kWords = 4096 / sizeof(uint32_t);
 
 Clock::duration scenario_time() {
-  return std::chrono::seconds(env_long("HMMGPU_STRESS_SECONDS", 20));
+  return std::chrono::seconds(env_long("HMMGPU_STRESS_SECONDS", 60));
 }
 
 // An open device with what the stress needs to know about it.
