@@ -426,7 +426,8 @@ Tally run_processes(int procs, int threads, Fn fn) {
   for (pid_t pid : pids) {
     int status = 0;
     waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) sum.problem("a worker process died");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      sum.problem("a worker process " + describe_status(status));
   }
   for (size_t w = 0; w < slots; w++) {
     sum.ops += out[w].ops;
@@ -493,12 +494,30 @@ class Compactor {
   }};
 };
 
+// Keeps this process, and the processes it forks from now on, out of the
+// OOM killer's reach (oom_score_adj -1000) while it lives: the memory the
+// scenario hogs must not cost it a worker.
+class ProtectFromOom {
+ public:
+  ProtectFromOom() : old_(read_file("/proc/self/oom_score_adj").value_or("0\n")) {
+    EXPECT_TRUE(write_file("/proc/self/oom_score_adj", "-1000"));
+  }
+  ProtectFromOom(const ProtectFromOom&) = delete;
+  ProtectFromOom& operator=(const ProtectFromOom&) = delete;
+  ~ProtectFromOom() { write_file("/proc/self/oom_score_adj", old_); }
+
+ private:
+  std::string old_;
+};
+
 // Memory pressure in the guest: a child process that, over and over,
 // populates all of the memory the kernel says is available but 16 MiB,
 // holds it a moment and lets it go, so that reclaim, compaction and the
 // allocation slow paths run beside the workers. It volunteers for the OOM
-// killer (oom_score_adj 1000): if the kernel runs short anyway, the hog
-// dies, not a worker, and is started again.
+// killer (oom_score_adj 1000) and is started again at once when it dies;
+// the test's own processes are out of the OOM killer's reach
+// (ProtectFromOom), so that when the kernel runs short anyway the hog
+// dies, not a worker.
 class MemoryPressure {
  public:
   [[nodiscard]] uint64_t rounds() const { return std::atomic_ref<uint64_t>(*rounds_).load(); }
@@ -543,7 +562,8 @@ class MemoryPressure {
         _exit(0);
       }
       if (pid < 0) return;
-      while (!stop && waitpid(pid, nullptr, WNOHANG) == 0) std::this_thread::sleep_for(50ms);
+      // Polled often: a hog the OOM killer took is replaced at once.
+      while (!stop && waitpid(pid, nullptr, WNOHANG) == 0) std::this_thread::sleep_for(5ms);
       if (stop) {
         kill(pid, SIGKILL);
         waitpid(pid, nullptr, 0);
@@ -642,6 +662,8 @@ TEST_F(Stress, Mixed) {
   const uint64_t faults0 = total_counter(&hmmgpu_counters::device_faults);
   const uint64_t cpu0 = total_counter(&hmmgpu_counters::cpu_faults);
   const uint64_t scanned0 = vmstat("pgscan_");
+  const uint64_t oom0 = vmstat("oom_kill");
+  ProtectFromOom protect;
   Compactor compactor;
   MemoryPressure pressure;
   Tally t = run_processes(2, 3, [&](std::vector<Dev>& devs, int w, Tally* tally) {
@@ -653,7 +675,8 @@ TEST_F(Stress, Mixed) {
              " device faults, " +
              std::to_string(total_counter(&hmmgpu_counters::cpu_faults) - cpu0) + " CPU faults, " +
              std::to_string(pressure.rounds()) + " rounds of memory pressure (" +
-             std::to_string(scanned) + " pages scanned by reclaim)");
+             std::to_string(scanned) + " pages scanned by reclaim, " +
+             std::to_string(vmstat("oom_kill") - oom0) + " OOM kills)");
 }
 
 // Sixteen threads fault the pages of one device-resident buffer back at
