@@ -511,13 +511,13 @@ class ProtectFromOom {
 };
 
 // Memory pressure in the guest: a child process that, over and over,
-// populates all of the memory the kernel says is available but 16 MiB,
-// holds it a moment and lets it go, so that reclaim, compaction and the
-// allocation slow paths run beside the workers. It volunteers for the OOM
-// killer (oom_score_adj 1000) and is started again at once when it dies;
-// the test's own processes are out of the OOM killer's reach
-// (ProtectFromOom), so that when the kernel runs short anyway the hog
-// dies, not a worker.
+// populates the memory the kernel says is available down to 32 MiB, holds
+// it a moment and lets it go, so that compaction and the allocation slow
+// paths run beside the workers. Without swap, going further means the OOM
+// killer: with HMMGPU_STRESS_OOM=1 the hog goes down to 16 MiB, so that
+// reclaim runs too and the OOM killer takes the hog. It volunteers
+// (oom_score_adj 1000) and is started again at once when it dies; the
+// test's own processes are out of the OOM killer's reach (ProtectFromOom).
 class MemoryPressure {
  public:
   [[nodiscard]] uint64_t rounds() const { return std::atomic_ref<uint64_t>(*rounds_).load(); }
@@ -535,16 +535,26 @@ class MemoryPressure {
   }
   void hog() {
     write_file("/proc/self/oom_score_adj", "1000");
+    // HMMGPU_STRESS_OOM=1: on to the OOM killer, which takes the hog (see
+    // above); by default the hog stops while 32 MiB are still available.
+    const size_t floor = env_long("HMMGPU_STRESS_OOM", 0) != 0 ? 0 : size_t{32} << 20;
+    constexpr size_t kMargin = size_t{16} << 20, kStep = size_t{64} << 20;
     for (;;) {
-      const size_t avail = available(), margin = size_t{16} << 20;
-      if (avail > 2 * margin) {
-        const size_t len = (avail - margin) & ~((size_t{2} << 20) - 1);
+      const size_t avail = available();
+      if (avail > 2 * kMargin) {
+        const size_t len = (avail - kMargin) & ~((size_t{2} << 20) - 1);
         void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p != MAP_FAILED) {
           // Huge pages where compaction finds them: a page fault per 2 MiB
           // keeps a round short under TCG.
           madvise(p, len, MADV_HUGEPAGE);
-          madvise(p, len, 23 /* MADV_POPULATE_WRITE; ENOMEM under pressure is fine */);
+          // A step at a time, stopping at the floor: an OOM kill of the hog
+          // frees its memory slowly (seconds under KASAN), and a second OOM
+          // meanwhile can take the shell that runs the test (the test's own
+          // processes are out of reach).
+          for (size_t off = 0; off < len && available() > floor; off += kStep)
+            madvise(static_cast<char*>(p) + off, std::min(kStep, len - off),
+                    23 /* MADV_POPULATE_WRITE; ENOMEM under pressure is fine */);
           std::this_thread::sleep_for(200ms);
           munmap(p, len);
           std::atomic_ref<uint64_t>(*rounds_).fetch_add(1);
